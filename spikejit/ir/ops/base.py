@@ -1,0 +1,151 @@
+"""The abstract op: a frozen dataclass of validated attributes with a type rule.
+
+Concrete ops (one per primitive) subclass :class:`Op`, set ``mnemonic`` and declare their
+attributes as dataclass fields. Fields holding :class:`ParamRef` are parameters (arrays that
+live in the params pytree); every other field is a static attribute printed inline.
+An op knows nothing about nodes or graphs: :meth:`Op.infer_type` maps the (summed) input
+type to the output type and raises :class:`OpError` with a bare reason, which the caller
+(shape inference, verifier, parser) turns into an error that names the node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from spikejit.errors import AttributeError_, SpikejitError
+from spikejit.ir.types import ParamRef, TensorType, broadcastable
+
+
+class OpError(SpikejitError):
+    """A bare type/attribute problem of an op; re-raised with node context by callers."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Op:
+    """Base class of every IR op. Subclasses are final: wrap them, do not override them."""
+
+    #: ``dialect.name`` as printed, e.g. ``snn.lif``.
+    mnemonic: ClassVar[str] = ""
+    #: How the compiler treats the op: ``io``, ``synapse`` (stateless, linear in its input),
+    #: ``structural`` (stateless reshaping/pooling), ``neuron`` (stateful), ``delay``.
+    category: ClassVar[str] = ""
+    #: Names of the per-element state variables, in a fixed order (e.g. ``("i", "v")``).
+    state_vars: ClassVar[tuple[str, ...]] = ()
+    #: Whether the op emits 0/1 spikes.
+    spiking: ClassVar[bool] = False
+    #: Whether the op reads ``dt`` (ops with time constants or integration).
+    uses_dt: ClassVar[bool] = False
+    #: Minimum and maximum number of operands (``None`` = unbounded; fan-in is summed).
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = None
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if _is_param_field(f) and value is not None and not isinstance(value, ParamRef):
+                self._fail(f"attribute {f.name!r} must be a parameter reference (@name: type)"
+                           f" or omitted, got {value!r}")
+        self.validate()
+
+    # -- hooks for subclasses --------------------------------------------------------
+    def validate(self) -> None:
+        """Check static attributes; raise via :meth:`_fail`. Called on construction."""
+
+    def infer_type(self, in_type: TensorType | None) -> TensorType:
+        """The output type given the summed input type (``None`` for ops without inputs)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def depends_same_step(self) -> bool:
+        """Whether the output at step t reads the input at step t (False for pure delays)."""
+        return True
+
+    # -- generic helpers ------------------------------------------------------------
+    def params(self) -> Iterator[tuple[str, ParamRef]]:
+        """(field name, reference) for every parameter the op holds, in field order."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ParamRef):
+                yield f.name, value
+
+    def param_fields(self) -> tuple[str, ...]:
+        """Names of all parameter fields (set or not)."""
+        return tuple(f.name for f in dataclasses.fields(self) if _is_param_field(f))
+
+    def attributes(self) -> list[tuple[str, Any]]:
+        """(name, value) of every field that differs from its default, in field order."""
+        out = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and value == f.default and type(value) is type(
+                f.default
+            ):
+                continue
+            out.append((f.name, value))
+        return out
+
+    def replace(self, **changes: Any) -> Op:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def _fail(self, reason: str) -> None:
+        raise AttributeError_(reason, op_name=self.mnemonic)
+
+    # -- shared checks --------------------------------------------------------------
+    def _check_broadcast(self, field: str, layer: tuple[int, ...]) -> None:
+        ref = getattr(self, field)
+        if ref is not None and not broadcastable(ref.type.shape, layer):
+            raise OpError(
+                f"parameter {field} @{ref.name} has shape {list(ref.type.shape)}, "
+                f"which does not broadcast to the layer shape {list(layer)}"
+            )
+
+    def _require_input(self, in_type: TensorType | None) -> TensorType:
+        if in_type is None:
+            raise OpError("has no input")
+        return in_type
+
+
+def _is_param_field(f: dataclasses.Field[Any]) -> bool:
+    return bool(f.metadata.get("param"))
+
+
+def param(*, optional: bool = False) -> Any:
+    """Declare a parameter field (a :class:`ParamRef`, or ``None`` when optional)."""
+    if optional:
+        return dataclasses.field(default=None, metadata={"param": True})
+    return dataclasses.field(metadata={"param": True})
+
+
+def int_tuple(op: Op, name: str, value: Any, length: int, *, minimum: int) -> tuple[int, ...]:
+    """Normalise an int or sequence of ints to a tuple of ``length`` ints >= ``minimum``."""
+    if isinstance(value, bool):
+        op._fail(f"attribute {name!r} must be an integer or a list of {length} integers")
+    if isinstance(value, int):
+        value = (value,) * length
+    if not isinstance(value, tuple | list) or len(value) != length:
+        op._fail(f"attribute {name!r} must be an integer or a list of {length} integers, "
+                 f"got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            op._fail(f"attribute {name!r} must hold integers >= {minimum}, got {list(value)}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def set_field(op: Op, name: str, value: Any) -> None:
+    """Normalise a field of a frozen op during validation."""
+    object.__setattr__(op, name, value)
+
+
+def prod(shape: tuple[int, ...]) -> int:
+    """Number of elements of a shape."""
+    return math.prod(shape)

@@ -1,0 +1,45 @@
+"""Graph boundary ops: ``io.input`` and ``io.output``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, final
+
+from spikejit.ir.ops.base import Op
+from spikejit.ir.types import TensorType
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class Input(Op):
+    """A graph input (NIR ``Input``): ``y[t] = x[t]`` for the data fed under this node's id.
+
+    The attribute ``type`` is the per-step, per-sample type of the data (channels first).
+    """
+
+    mnemonic: ClassVar[str] = "io.input"
+    category: ClassVar[str] = "io"
+    min_inputs: ClassVar[int] = 0
+    max_inputs: ClassVar[int | None] = 0
+
+    type: TensorType
+
+    def validate(self) -> None:
+        if not isinstance(self.type, TensorType):
+            self._fail(f"attribute 'type' must be a tensor type, got {self.type!r}")
+
+    def infer_type(self, in_type: TensorType | None) -> TensorType:
+        return self.type
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class Output(Op):
+    """A graph output (NIR ``Output``): ``y[t] = sum of inputs[t]``; the result is keyed
+    by this node's id."""
+
+    mnemonic: ClassVar[str] = "io.output"
+    category: ClassVar[str] = "io"
+
+    def infer_type(self, in_type: TensorType | None) -> TensorType:
+        return self._require_input(in_type)
