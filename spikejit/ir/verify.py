@@ -1,0 +1,150 @@
+"""The verifier: every invariant of a well-formed graph, checked with node-naming errors.
+
+Checks, in order: non-empty, unique ids, operands exist, arity per op, at least one input
+and one output, every node reachable from an input, no cycle of same-step dependencies
+(every cycle must carry a delay), types (recomputed by inference and compared with the
+recorded ones), parameter references agree on their declared type, ``dt`` set when an op
+needs it, and a schedule (if present) covering every node once. ``verify_params`` checks a
+params dict against the graph's references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from spikejit.errors import ParamError, ShapeError, VerifyError
+from spikejit.ir.analysis import reachable_from_inputs, same_step_cycle
+from spikejit.ir.graph import Graph
+from spikejit.ir.ops import Input
+from spikejit.ir.shapes import infer_types
+from spikejit.ir.types import NUMPY_DTYPE_NAMES, ParamRef
+
+
+def verify(graph: Graph, params: Mapping[str, Any] | None = None) -> None:
+    """Raise a :class:`VerifyError` (or subclass) if ``graph`` is malformed.
+
+    Args:
+        graph: The graph to check. Untyped graphs are checked by inferring their types;
+            typed graphs must carry exactly the inferred types.
+        params: If given, also checked with :func:`verify_params`.
+    """
+    if not graph.nodes:
+        raise VerifyError(f"graph @{graph.name} has no nodes")
+    seen: set[str] = set()
+    for n in graph.nodes:
+        if n.id in seen:
+            raise VerifyError("node id is used by more than one node", node_id=n.id,
+                              op_name=n.op.mnemonic, loc=n.loc)
+        seen.add(n.id)
+    for n in graph.nodes:
+        for u in n.inputs:
+            if u.node not in seen:
+                raise graph.error(VerifyError, n.id, f"operand %{u.node} is not a node of the graph")
+        count, lo, hi = len(n.inputs), n.op.min_inputs, n.op.max_inputs
+        if count < lo or (hi is not None and count > hi):
+            want = f"exactly {lo}" if lo == hi else (f"at least {lo}" if hi is None else
+                                                     f"{lo} to {hi}")
+            raise graph.error(VerifyError, n.id, f"has {count} operands, expected {want}")
+    if not graph.inputs:
+        raise VerifyError(f"graph @{graph.name} has no io.input node")
+    if not graph.outputs:
+        raise VerifyError(f"graph @{graph.name} has no io.output node")
+    reachable = reachable_from_inputs(graph)
+    for n in graph.nodes:
+        if n.id not in reachable:
+            raise graph.error(VerifyError, n.id, "is not reachable from any io.input (dangling)")
+    cycle = same_step_cycle(graph)
+    if cycle is not None:
+        path = " -> ".join("%" + c for c in cycle)
+        raise graph.error(VerifyError, cycle[0],
+                          f"is on a cycle of same-step edges ({path}); every cycle needs a "
+                          f"delay (an edge read at [t-1] or a snn.delay node)")
+    _verify_types(graph)
+    _verify_param_refs(graph)
+    if graph.attrs.dt is None:
+        for n in graph.nodes:
+            if n.op.uses_dt:
+                raise graph.error(VerifyError, n.id,
+                                  "needs the time step, but the graph attribute dt is not set")
+    if graph.schedule is not None:
+        _verify_schedule(graph)
+    if params is not None:
+        verify_params(graph, params)
+
+
+def _verify_types(graph: Graph) -> None:
+    typed = infer_types(graph)
+    for before, after in zip(graph.nodes, typed.nodes, strict=True):
+        if isinstance(before.op, Input) and before.type is not None and before.type != before.op.type:
+            raise graph.error(ShapeError, before.id,
+                              f"type {before.type} differs from its declared input type "
+                              f"{before.op.type}")
+        if before.type is not None and before.type != after.type:
+            raise graph.error(ShapeError, before.id,
+                              f"records type {before.type}, but its operands give {after.type}")
+
+
+def _verify_param_refs(graph: Graph) -> None:
+    first: dict[str, tuple[str, ParamRef]] = {}
+    for n in graph.nodes:
+        for field, ref in n.op.params():
+            if ref.name in first and first[ref.name][1].type != ref.type:
+                other, prev = first[ref.name]
+                raise graph.error(
+                    VerifyError, n.id,
+                    f"parameter {field} @{ref.name} is declared {ref.type}, but %{other} "
+                    f"declares it {prev.type}",
+                )
+            first.setdefault(ref.name, (n.id, ref))
+
+
+def _verify_schedule(graph: Graph) -> None:
+    assert graph.schedule is not None
+    count: dict[str, int] = {}
+    for seg in graph.schedule.segments:
+        for nid in seg.nodes:
+            if nid not in graph:
+                raise VerifyError(f"schedule names %{nid}, which is not a node of the graph")
+            count[nid] = count.get(nid, 0) + 1
+    for n in graph.nodes:
+        times = count.get(n.id, 0)
+        if times != 1:
+            raise graph.error(VerifyError, n.id,
+                              f"appears {times} times in the schedule, expected once")
+
+
+def verify_params(graph: Graph, params: Mapping[str, Any]) -> None:
+    """Raise :class:`ParamError` unless ``params`` holds exactly the graph's parameters,
+    each an array of its declared shape and dtype."""
+    if not isinstance(params, Mapping):
+        raise ParamError(f"params must be a mapping from names to arrays, got {type(params).__name__}")
+    refs = graph.param_refs()
+    owners = {ref.name: n for n in graph.nodes for _, ref in n.op.params()}
+    missing = sorted(set(refs) - set(params))
+    if missing:
+        names = ", ".join("@" + m for m in missing)
+        raise ParamError(f"missing parameter(s) {names} (used by "
+                         f"{', '.join('%' + owners[m].id for m in missing)})")
+    extra = sorted(set(params) - set(refs))
+    if extra:
+        raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
+                         f"no node of graph @{graph.name} references them")
+    for name, ref in refs.items():
+        check_array(name, params[name], ref, owner=owners[name].id)
+
+
+def check_array(name: str, value: Any, ref: ParamRef, *, owner: str | None = None) -> None:
+    """Raise :class:`ParamError` unless ``value`` is an array of ``ref``'s type."""
+    where = f"parameter @{name}" + (f" of %{owner}" if owner else "")
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        raise ParamError(f"{where}: expected an array {ref.type}, got {type(value).__name__}")
+    got = np.dtype(dtype).name
+    want = NUMPY_DTYPE_NAMES[ref.type.dtype]
+    if tuple(shape) != ref.type.shape or got != want:
+        raise ParamError(f"{where}: expected {ref.type} ({want}), got {got} array of shape "
+                         f"{list(shape)}")
