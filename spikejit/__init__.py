@@ -1,0 +1,90 @@
+"""spikejit: compile spiking neural network graphs to fast, differentiable JAX programs.
+
+Public API (names are imported lazily, so ``import spikejit`` stays cheap and does not load
+JAX until something that needs it is used)::
+
+    graph, params = spikejit.from_nir("model.nir", dt=1e-3)   # NIR in
+    y = spikejit.interpret(graph, params, x)                  # NumPy reference (oracle)
+    model = spikejit.compile("model.nir", dt=1e-3)            # one jitted JAX function
+    spikejit.save("model.sjit.npz", graph, params)            # IR text + params, no pickle
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it (PEP 562 lazy attributes).
+_LAZY: dict[str, str] = {
+    "errors": "spikejit.errors",
+    "ir": "spikejit.ir",
+    "passes": "spikejit.passes",
+    "SpikejitError": "spikejit.errors",
+    "Graph": "spikejit.ir.graph",
+    "print_graph": "spikejit.ir.printer",
+    "parse": "spikejit.ir.parser",
+    "verify": "spikejit.ir.verify",
+    "interpret": "spikejit.ir.interpreter",
+    "save": "spikejit.ir.serialize",
+    "load": "spikejit.ir.serialize",
+    "from_nir": "spikejit.frontends.nir_import",
+    "to_nir": "spikejit.frontends.nir_export",
+    "write_nir": "spikejit.frontends.nir_export",
+    "compile": "spikejit.compiler",
+    "CompiledModel": "spikejit.compiler",
+    "SURROGATES": "spikejit.lowering.surrogates",
+    "register_surrogate": "spikejit.lowering.surrogates",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spikejit' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+if TYPE_CHECKING:
+    from spikejit import errors, ir, passes
+    from spikejit.compiler import CompiledModel, compile
+    from spikejit.errors import SpikejitError
+    from spikejit.frontends.nir_export import to_nir, write_nir
+    from spikejit.frontends.nir_import import from_nir
+    from spikejit.ir.graph import Graph
+    from spikejit.ir.interpreter import interpret
+    from spikejit.ir.parser import parse
+    from spikejit.ir.printer import print_graph
+    from spikejit.ir.serialize import load, save
+    from spikejit.ir.verify import verify
+    from spikejit.lowering.surrogates import SURROGATES, register_surrogate
+
+__all__ = [
+    "SURROGATES",
+    "CompiledModel",
+    "Graph",
+    "SpikejitError",
+    "__version__",
+    "compile",
+    "errors",
+    "from_nir",
+    "interpret",
+    "ir",
+    "load",
+    "parse",
+    "passes",
+    "print_graph",
+    "register_surrogate",
+    "save",
+    "to_nir",
+    "verify",
+    "write_nir",
+]
