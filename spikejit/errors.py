@@ -45,7 +45,7 @@ class IRError(SpikejitError):
 
     def _format(self) -> str:
         if self.node_id is None:
-            first = f"{self.op_name or 'graph'}: {self.reason}"
+            first = f"{self.op_name}: {self.reason}" if self.op_name else self.reason
         else:
             where = f"%{self.node_id} ({self.op_name})"
             if self.loc:
