@@ -1,0 +1,45 @@
+"""Deterministic default parameter values for a graph whose params are not given.
+
+IR text holds no parameter values, so running a bare ``.snir`` file needs values from
+somewhere: weights are drawn ``N(0, 1/fan_in)`` (scaled so that spiking layers are
+driven), time constants are ``10*dt``, thresholds 1, and neutral values elsewhere
+(``r = 1``, leaks and resets 0, ``w_in = 1``). The same graph and seed always give the
+same arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikejit.ir.graph import Graph
+from spikejit.ir.ops import PARAM_DEFAULTS, Integrator
+from spikejit.ir.ops.neurons import IF
+from spikejit.ir.types import NUMPY_DTYPE_NAMES
+
+
+def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Default values for every parameter the graph references (see module docstring)."""
+    rng = np.random.default_rng(seed)
+    dt = graph.attrs.dt or 1.0
+    params: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        for field, ref in node.op.params():
+            if ref.name in params:
+                continue
+            shape = ref.type.shape
+            if field == "weight":
+                fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+                value = rng.normal(0.0, 2.0 / np.sqrt(max(fan_in, 1)), size=shape)
+            elif field in ("tau", "tau_mem", "tau_syn"):
+                value = np.full(shape, 10.0 * dt)
+            elif field in ("v_threshold", "threshold"):
+                value = np.ones(shape)
+            elif field == "r" and isinstance(node.op, Integrator | IF):
+                value = np.full(shape, 1.0 / dt)  # one unit of input moves v by one per step
+            elif field == "scale":
+                value = np.ones(shape)
+            else:
+                value = np.full(shape, PARAM_DEFAULTS.get(field, 0.0))
+            dtype = NUMPY_DTYPE_NAMES[ref.type.dtype]
+            params[ref.name] = np.asarray(value, dtype="float32" if dtype == "bfloat16" else dtype)
+    return params

@@ -1,0 +1,81 @@
+"""The stable JSON form of a graph (``spikejit inspect --format json``).
+
+Schema ``spikejit.ir.json/v1`` (documented in ``docs/ir.md``)::
+
+    {
+      "format": "spikejit.ir.json/v1",
+      "name": "main",
+      "attributes": {"dt": 0.001, "reset": "value", "cuba_current": "post", "method": "euler"},
+      "nodes": [
+        {"id": "lif", "op": "snn.lif", "loc": "nir:lif",
+         "inputs": [{"node": "fc", "delay": 0}, {"node": "rec", "delay": 1}],
+         "attributes": {"reset": "subtract"},
+         "params": {"tau": {"name": "lif.tau", "type": {"shape": [4], "dtype": "f32", "spike": false}}},
+         "type": {"shape": [4], "dtype": "f32", "spike": true}}
+      ],
+      "schedule": [{"kind": "layerwise", "order": "dfs", "nodes": ["fc"]}]   (or null)
+    }
+
+Keys are only ever added in a new format version; ``attributes`` holds the non-default
+static attributes of the op, ``params`` its parameter references (never values).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from spikejit.ir.graph import Graph, Node
+from spikejit.ir.types import ParamRef, TensorType
+
+FORMAT = "spikejit.ir.json/v1"
+
+
+def _type(t: TensorType | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {"shape": list(t.shape), "dtype": t.dtype, "spike": t.spike}
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_value(x) for x in v]
+    if isinstance(v, TensorType):
+        return _type(v)
+    return v
+
+
+def _node(n: Node) -> dict[str, Any]:
+    params = {f: {"name": r.name, "type": _type(r.type)} for f, r in n.op.params()}
+    attrs = {k: _value(v) for k, v in n.op.attributes() if not isinstance(v, ParamRef)}
+    return {
+        "id": n.id,
+        "op": n.op.mnemonic,
+        "loc": n.loc,
+        "inputs": [{"node": u.node, "delay": u.delay} for u in n.inputs],
+        "attributes": attrs,
+        "params": params,
+        "type": _type(n.type),
+    }
+
+
+def to_json_dict(graph: Graph) -> dict[str, Any]:
+    """The graph as plain JSON-compatible data (schema in the module docstring)."""
+    a = graph.attrs
+    schedule = None
+    if graph.schedule is not None:
+        schedule = [{"kind": s.kind, "order": s.order, "nodes": list(s.nodes)}
+                    for s in graph.schedule.segments]
+    return {
+        "format": FORMAT,
+        "name": graph.name,
+        "attributes": {"dt": a.dt, "reset": a.reset, "cuba_current": a.cuba_current,
+                       "method": a.method},
+        "nodes": [_node(n) for n in graph.nodes],
+        "schedule": schedule,
+    }
+
+
+def to_json(graph: Graph, *, indent: int | None = 2) -> str:
+    """The graph as a JSON string."""
+    return json.dumps(to_json_dict(graph), indent=indent, ensure_ascii=False)
