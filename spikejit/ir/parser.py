@@ -1,4 +1,456 @@
-"""Placeholder while this module is being written in parallel (replaced in this session)."""
+"""Parse the textual IR back into a :class:`Graph` (grammar in ``docs/ir.md``).
 
-def parse(*a, **k):
-    raise NotImplementedError
+The parser is the inverse of :func:`spikejit.ir.printer.print_graph`:
+``parse(print_graph(g)) == g`` for every graph whose attributes are IR values, and source
+locations survive when the text was printed with ``debug_info=True``. It is a small
+hand-written recursive-descent parser over the whole text (no ``eval``, no regex over
+lines), so every error carries a line, a column and the offending source line with a caret.
+
+What the parser checks, beyond syntax: op mnemonics exist, attribute names belong to the
+op, required attributes are present, each op's own attribute validation, node ids are
+unique, and every operand or schedule entry names a node of the graph (forward references
+are fine: recurrent graphs read later nodes with a delay). Types, arity, cycles and
+parameters are the verifier's business, so a syntactically sound but invalid graph still
+parses and :func:`spikejit.ir.verify.verify` then names the node at fault.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import math
+import os
+import re
+from typing import Any
+
+from spikejit.errors import IRError, ModelFileError, ParseError, SpikejitError
+from spikejit.ir.graph import Graph, GraphAttrs, Node, Use
+from spikejit.ir.ops import OPS, Op
+from spikejit.ir.schedule import SEGMENT_KINDS, Schedule, Segment
+from spikejit.ir.types import DTYPES, ParamRef, TensorType
+
+_BARE = re.compile(r"[A-Za-z0-9_.:/\-]+")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_INT = re.compile(r"\d+")
+_GRAPH_ATTRS = tuple(f.name for f in dataclasses.fields(GraphAttrs))
+_KEYWORD_VALUES: dict[str, Any] = {
+    "none": None,
+    "true": True,
+    "false": False,
+    "nan": math.nan,
+    "inf": math.inf,
+}
+
+
+def parse(text: str) -> Graph:
+    """Parse the textual IR of one graph.
+
+    Args:
+        text: IR text as written by :func:`~spikejit.ir.printer.print_graph`. Whitespace
+            and line breaks between tokens are free; ``//`` starts a comment that runs to
+            the end of the line.
+
+    Returns:
+        The graph, unverified (call :func:`spikejit.ir.verify.verify` to check it).
+
+    Raises:
+        ParseError: The text is not a graph, with the line, column and a caret.
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"expected IR text as a str, got {type(text).__name__}", line=1,
+                         column=1)
+    return _Parser(text).graph()
+
+
+def parse_file(path: str | os.PathLike[str]) -> Graph:
+    """Parse a UTF-8 text file holding one graph (e.g. ``model.snir``).
+
+    Raises:
+        ModelFileError: The file cannot be read or is not UTF-8.
+        ParseError: The text is not a graph; a note names the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"cannot read IR file {os.fspath(path)!r}: {e}") from None
+    try:
+        return parse(text)
+    except ParseError as e:
+        e.add_note(f"in IR file {os.fspath(path)!r}")
+        raise
+
+
+class _Parser:
+    """Cursor over the text with one method per grammar rule."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        # Only "\n" ends a line: names may legally hold other Unicode line separators.
+        self.line_starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+
+    # -- errors and low-level scanning ----------------------------------------------
+    def error(self, reason: str, pos: int | None = None) -> ParseError:
+        pos = self.pos if pos is None else pos
+        line = self.line_of(pos) - 1
+        start = self.line_starts[line]
+        end = self.text.find("\n", start)
+        source = self.text[start : len(self.text) if end < 0 else end]
+        return ParseError(reason, line=line + 1, column=pos - start + 1, source_line=source)
+
+    def line_of(self, pos: int) -> int:
+        """1-based line number of a position."""
+        return bisect.bisect_right(self.line_starts, pos)
+
+    def skip(self) -> None:
+        """Skip whitespace and ``//`` comments."""
+        text, n = self.text, len(self.text)
+        while self.pos < n:
+            c = text[self.pos]
+            if c in " \t\r\n":
+                self.pos += 1
+            elif text.startswith("//", self.pos):
+                end = text.find("\n", self.pos)
+                self.pos = n if end < 0 else end
+            else:
+                return
+
+    def at(self, token: str) -> bool:
+        self.skip()
+        return self.text.startswith(token, self.pos)
+
+    def accept(self, token: str) -> bool:
+        if self.at(token):
+            self.pos += len(token)
+            return True
+        return False
+
+    def expect(self, token: str, context: str) -> None:
+        if not self.accept(token):
+            raise self.error(f"expected '{token}' {context}, found {self.found()}")
+
+    def found(self) -> str:
+        """A short description of what is at the cursor, for error messages."""
+        self.skip()
+        if self.pos >= len(self.text):
+            return "end of input"
+        m = _BARE.match(self.text, self.pos)
+        token = m.group() if m else self.text[self.pos]
+        return repr(token[:20])
+
+    def word(self, what: str) -> str:
+        self.skip()
+        m = _WORD.match(self.text, self.pos)
+        if m is None:
+            raise self.error(f"expected {what}, found {self.found()}")
+        self.pos = m.end()
+        return m.group()
+
+    def string(self) -> str:
+        """A JSON string literal at the cursor."""
+        start = self.pos
+        try:
+            value, end = json.JSONDecoder().raw_decode(self.text, self.pos)
+        except json.JSONDecodeError as e:
+            raise self.error(f"malformed string: {e.msg}", e.pos) from None
+        if not isinstance(value, str):  # cannot happen: the cursor is on '"'
+            raise self.error("expected a string", start)
+        self.pos = end
+        return value
+
+    def name(self, sigil: str, what: str, *, param: bool = False) -> str:
+        """A ``%id`` / ``@name``: the sigil, then a bare name or a JSON string.
+
+        For a parameter reference the name is directly followed by ``:``; since bare names
+        may contain ``:`` too, the last ``:`` of a bare run is that separator (the printer
+        always writes ``@name: type``).
+        """
+        self.expect(sigil, f"before {what}")
+        if self.text.startswith('"', self.pos):
+            return self.string()
+        m = _BARE.match(self.text, self.pos)
+        if m is None:
+            raise self.error(f"expected {what} after '{sigil}' (letters, digits, _ . : / - "
+                             f"or a quoted string), found {self.found()}")
+        name = m.group()
+        if param and name.endswith(":"):
+            name = name[:-1]
+            self.pos = m.end() - 1
+            if not name:
+                raise self.error(f"expected {what} after '{sigil}'")
+        else:
+            self.pos = m.end()
+        return name
+
+    # -- values ---------------------------------------------------------------------
+    def value(self) -> Any:
+        """An attribute value: none, bool, number, string, list, ``@param: type`` or type."""
+        self.skip()
+        start = self.pos
+        c = self.text[self.pos] if self.pos < len(self.text) else ""
+        if c == '"':
+            return self.string()
+        if c == "[":
+            return self.list_value()
+        if c == "@":
+            return self.param_ref()
+        if c and (c.isdigit() or c in "+-."):
+            if self.text.startswith("-inf", self.pos):
+                self.pos += 4
+                return -math.inf
+            m = _NUMBER.match(self.text, self.pos)
+            if m is None:
+                raise self.error(f"malformed number {self.found()}")
+            self.pos = m.end()
+            token = m.group()
+            return float(token) if any(ch in token for ch in ".eE") else int(token)
+        if _WORD.match(self.text, self.pos):
+            word = self.word("a value")
+            if word in _KEYWORD_VALUES:
+                return _KEYWORD_VALUES[word]
+            if word in DTYPES or word == "spike":
+                self.pos = start
+                return self.tensor_type()
+            if self.text.startswith("[", self.pos):
+                raise self.error(f"unknown dtype {word!r}; expected one of {', '.join(DTYPES)}",
+                                 start)
+            raise self.error(f"unknown value {word!r}: expected none, true, false, a number, "
+                             f"a string, a list, @param: type, or a type", start)
+        raise self.error(f"expected a value, found {self.found()}")
+
+    def list_value(self) -> tuple[Any, ...]:
+        self.expect("[", "to open a list")
+        items: list[Any] = []
+        if not self.accept("]"):
+            items.append(self.value())
+            while self.accept(","):
+                items.append(self.value())
+            self.expect("]", "to close the list")
+        # Tuples, not lists: ops and graphs must stay hashable.
+        return tuple(items)
+
+    def param_ref(self) -> ParamRef:
+        start = self.pos
+        name = self.name("@", "a parameter name", param=True)
+        self.expect(":", f"between parameter @{name} and its type")
+        ty = self.tensor_type()
+        return self.build(lambda: ParamRef(name, ty), start)
+
+    def tensor_type(self) -> TensorType:
+        """``f32[4,3]``, ``f32[]`` or ``spike<f32[4]>``."""
+        self.skip()
+        start = self.pos
+        spike = self.accept("spike")
+        if spike:
+            self.expect("<", "after 'spike'")
+        self.skip()
+        dtype_pos = self.pos
+        dtype = self.word("a type such as f32[4]")
+        if dtype not in DTYPES:
+            raise self.error(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}",
+                             dtype_pos)
+        self.expect("[", f"after dtype {dtype}")
+        dims: list[int] = []
+        if not self.accept("]"):
+            dims.append(self.integer("a dimension"))
+            while self.accept(","):
+                dims.append(self.integer("a dimension"))
+            self.expect("]", "to close the shape")
+        if spike:
+            self.expect(">", "to close 'spike<'")
+        return self.build(lambda: TensorType(tuple(dims), dtype, spike), start)
+
+    def integer(self, what: str) -> int:
+        self.skip()
+        m = _INT.match(self.text, self.pos)
+        if m is None:
+            raise self.error(f"expected {what} (an integer >= 0), found {self.found()}")
+        self.pos = m.end()
+        return int(m.group())
+
+    def attr_dict(self, context: str) -> list[tuple[str, Any, int]]:
+        """``{key = value, ...}`` as (key, value, position) triples; keys must be unique."""
+        self.expect("{", f"to open the attributes of {context}")
+        out: list[tuple[str, Any, int]] = []
+        if self.accept("}"):
+            return out
+        while True:
+            self.skip()
+            key_pos = self.pos
+            key = self.word(f"an attribute name of {context}")
+            if any(k == key for k, _, _ in out):
+                raise self.error(f"attribute {key!r} of {context} is given twice", key_pos)
+            self.expect("=", f"after attribute name {key!r}")
+            out.append((key, self.value(), key_pos))
+            if not self.accept(","):
+                break
+        self.expect("}", f"to close the attributes of {context}")
+        return out
+
+    def build(self, make: Any, pos: int, prefix: str = "") -> Any:
+        """Call a constructor, turning its validation error into a ParseError at ``pos``."""
+        try:
+            return make()
+        except IRError as e:
+            raise self.error(prefix + e.reason, pos) from None
+        except SpikejitError as e:
+            raise self.error(prefix + str(e), pos) from None
+
+    # -- graph structure --------------------------------------------------------------
+    def graph(self) -> Graph:
+        self.skip()
+        if self.pos >= len(self.text):
+            raise self.error("empty input: expected 'graph @name {'")
+        head = self.word("'graph'")
+        if head != "graph":
+            raise self.error(f"expected 'graph', found {head!r}", self.pos - len(head))
+        name = self.name("@", "the graph name")
+        attrs = GraphAttrs()
+        if self.at("attributes"):
+            self.pos += len("attributes")
+            attrs = self.graph_attrs()
+        self.expect("{", "to open the graph body")
+        nodes: list[Node] = []
+        node_pos: dict[str, int] = {}
+        uses: list[tuple[str, int]] = []
+        schedule: Schedule | None = None
+        while not self.at("}"):
+            if self.at("%"):
+                if schedule is not None:
+                    raise self.error("nodes must come before the schedule block")
+                node, operand_pos = self.node()
+                if node.id in node_pos:
+                    first = self.line_of(node_pos[node.id])
+                    raise self.error(f"node id %{node.id} is already defined on line {first}",
+                                     operand_pos[0][1])
+                node_pos[node.id] = operand_pos[0][1]
+                nodes.append(node)
+                uses.extend(operand_pos[1:])
+            elif self.at("schedule") and schedule is None:
+                self.pos += len("schedule")
+                schedule, refs = self.schedule()
+                uses.extend(refs)
+            else:
+                expected = "'%id = op(...)', 'schedule {' or '}'"
+                if schedule is not None:
+                    expected = "'}' after the schedule block"
+                raise self.error(f"expected {expected}, found {self.found()}")
+        self.expect("}", "to close the graph body")
+        self.skip()
+        if self.pos < len(self.text):
+            raise self.error(f"unexpected text after the graph: {self.found()}")
+        for ref, pos in uses:
+            if ref not in node_pos:
+                raise self.error(f"%{ref} is not a node of graph @{name}", pos)
+        return self.build(lambda: Graph(tuple(nodes), name, attrs, schedule), 0)
+
+    def graph_attrs(self) -> GraphAttrs:
+        start = self.pos
+        items = self.attr_dict("the graph")
+        kwargs: dict[str, Any] = {}
+        for key, value, pos in items:
+            if key not in _GRAPH_ATTRS:
+                raise self.error(f"unknown graph attribute {key!r}; known: "
+                                 f"{', '.join(_GRAPH_ATTRS)}", pos)
+            kwargs[key] = value
+        return self.build(lambda: GraphAttrs(**kwargs), start)
+
+    def node(self) -> tuple[Node, list[tuple[str, int]]]:
+        """One node; also returns (id, position) of its own id and of every operand."""
+        self.skip()
+        id_pos = self.pos
+        node_id = self.name("%", "a node id")
+        self.expect("=", f"after %{node_id}")
+        self.skip()
+        op_pos = self.pos
+        mnemonic = self.word(f"an op name for %{node_id}")
+        cls = OPS.get(mnemonic)
+        if cls is None:
+            raise self.error(f"unknown op {mnemonic!r}; known ops: {', '.join(sorted(OPS))}",
+                             op_pos)
+        refs = [(node_id, id_pos)]
+        self.expect("(", f"after {mnemonic}")
+        inputs: list[Use] = []
+        if not self.accept(")"):
+            inputs.append(self.use(refs))
+            while self.accept(","):
+                inputs.append(self.use(refs))
+            self.expect(")", f"to close the operands of %{node_id}")
+        items = self.attr_dict(f"%{node_id}") if self.at("{") else []
+        op = self.make_op(cls, node_id, items, op_pos)
+        ty = None
+        if self.accept(":"):
+            ty = self.tensor_type()
+        loc = ""
+        if self.at("loc"):
+            self.pos += len("loc")
+            self.expect("(", "after 'loc'")
+            self.skip()
+            if not self.text.startswith('"', self.pos):
+                raise self.error(f"expected a quoted location in loc(...), found {self.found()}")
+            loc = self.string()
+            self.expect(")", "to close loc(...)")
+        node = self.build(lambda: Node(node_id, op, tuple(inputs), ty, loc), id_pos)
+        return node, refs
+
+    def use(self, refs: list[tuple[str, int]]) -> Use:
+        """``%a`` or ``%a[t-k]``."""
+        self.skip()
+        pos = self.pos
+        producer = self.name("%", "an operand")
+        delay = 0
+        if self.accept("["):
+            self.expect("t", f"in the delay of %{producer}: write %{producer}[t-k]")
+            self.expect("-", f"in the delay of %{producer}: uses read the past, %{producer}[t-k]")
+            delay = self.integer(f"the delay of %{producer} in steps")
+            self.expect("]", f"to close the delay of %{producer}")
+        refs.append((producer, pos))
+        return Use(producer, delay)
+
+    def make_op(self, cls: type[Op], node_id: str, items: list[tuple[str, Any, int]],
+                pos: int) -> Op:
+        prefix = f"%{node_id} ({cls.mnemonic}): "
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, _, key_pos in items:
+            if key not in fields:
+                raise self.error(f"{prefix}unknown attribute {key!r}; {cls.mnemonic} has "
+                                 f"{', '.join(fields) or 'no attributes'}", key_pos)
+        given = {key for key, _, _ in items}
+        missing = [n for n, f in fields.items() if n not in given
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise self.error(f"{prefix}missing attribute(s) {', '.join(missing)}", pos)
+        kwargs = {key: value for key, value, _ in items}
+        return self.build(lambda: cls(**kwargs), pos, prefix)
+
+    def schedule(self) -> tuple[Schedule, list[tuple[str, int]]]:
+        self.expect("{", "after 'schedule'")
+        segments: list[Segment] = []
+        refs: list[tuple[str, int]] = []
+        while not self.at("}"):
+            self.skip()
+            kind_pos = self.pos
+            kind = self.word("a schedule segment ('layerwise' or 'stepwise') or '}'")
+            if kind not in SEGMENT_KINDS:
+                raise self.error(f"unknown schedule segment {kind!r}; expected "
+                                 f"{' or '.join(SEGMENT_KINDS)}", kind_pos)
+            order = "dfs"
+            if self.accept("("):
+                order = self.word("a step order")
+                self.expect(")", "to close the step order")
+            members: list[str] = []
+            if self.at("%"):
+                while True:
+                    self.skip()
+                    ref_pos = self.pos
+                    members.append(self.name("%", "a node id"))
+                    refs.append((members[-1], ref_pos))
+                    if not self.accept(","):
+                        break
+            segments.append(self.build(lambda: Segment(kind, tuple(members), order), kind_pos))
+        self.expect("}", "to close the schedule")
+        return Schedule(tuple(segments)), refs

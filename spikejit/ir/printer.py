@@ -89,7 +89,10 @@ def format_schedule(schedule: Schedule) -> list[str]:
     """The ``schedule { ... }`` block, one segment per line."""
     lines = ["schedule {"]
     for seg in schedule.segments:
-        head = seg.kind if seg.kind == "layerwise" else f"{seg.kind}({seg.order})"
+        # The order is left out only where it is the default and meaningless (layerwise),
+        # so that parse(print_graph(g)) == g for every segment.
+        plain = seg.kind == "layerwise" and seg.order == "dfs"
+        head = seg.kind if plain else f"{seg.kind}({seg.order})"
         lines.append(INDENT + head + " " + ", ".join("%" + format_name(n) for n in seg.nodes))
     lines.append("}")
     return lines

@@ -1,0 +1,218 @@
+"""The on-disk model format: the IR text plus the parameter arrays, in one ``.npz`` file.
+
+A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding:
+
+* ``__spikejit__``: a ``uint8`` array of UTF-8 JSON, the header
+  ``{"format": "spikejit-model", "version": 1, "semantics": "nir-euler-v1",
+  "params": ["fc.weight", ...]}``;
+* ``__ir__``: a ``uint8`` array of the UTF-8 IR text, printed with source locations;
+* ``param_0``, ``param_1``, ...: the arrays, in the order of the header's ``params`` list.
+
+Parameter names are stored in the header rather than as member names because names like
+``S/lif1.tau`` or ``"my layer".w`` are not safe zip member names. ``bf16`` arrays are stored
+as their ``uint16`` bit patterns (``.npy`` has no bfloat16) and viewed back on load. Nothing
+is ever unpickled: archives are opened with ``allow_pickle=False``, so a file holding object
+arrays is rejected. Loading parses and verifies the graph and checks every array against
+the type its parameter reference declares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikejit.errors import ModelFileError, ParamError, ParseError, SpikejitError
+from spikejit.ir.graph import SEMANTICS, Graph
+from spikejit.ir.parser import parse
+from spikejit.ir.printer import print_graph
+from spikejit.ir.verify import check_array, verify
+
+FORMAT = "spikejit-model"
+FORMAT_VERSION = 1
+HEADER_KEY = "__spikejit__"
+IR_KEY = "__ir__"
+
+
+def _param_key(i: int) -> str:
+    return f"param_{i}"
+
+
+def save(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, Any], *,
+         compress: bool = False) -> Path:
+    """Write a model (graph and params) to one ``.npz`` file.
+
+    The graph and params are verified first, so a file that ``save`` writes always loads.
+    The file is written to a temporary name and renamed, so an interrupted save never
+    leaves a half-written model at ``path``. The name is used exactly as given (NumPy's
+    habit of appending ``.npz`` is not followed).
+
+    Args:
+        path: Destination file; ``.sjit.npz`` is the customary suffix.
+        graph: The model's graph.
+        params: ``{name: array}`` with exactly the graph's parameters, each of its
+            declared shape and dtype (NumPy or JAX arrays).
+        compress: Deflate the archive (smaller, slower to write and read).
+
+    Returns:
+        The path written.
+
+    Raises:
+        VerifyError: The graph is malformed.
+        ParamError: The params do not match the graph.
+        ModelFileError: The file cannot be written.
+    """
+    verify(graph, params)
+    names = sorted(graph.param_refs())
+    header = {"format": FORMAT, "version": FORMAT_VERSION, "semantics": SEMANTICS,
+              "params": names}
+    members: dict[str, np.ndarray] = {
+        HEADER_KEY: _text_array(json.dumps(header, ensure_ascii=False)),
+        IR_KEY: _text_array(print_graph(graph, debug_info=True)),
+    }
+    for i, name in enumerate(names):
+        array = np.asarray(params[name])
+        if array.dtype.name == "bfloat16":
+            array = array.view(np.uint16)
+        members[_param_key(i)] = array
+    target = Path(path)
+    writer = np.savez_compressed if compress else np.savez
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                writer(f, allow_pickle=False, **members)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise ModelFileError(f"cannot write model file {os.fspath(path)!r}: {e}") from None
+    return target
+
+
+def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
+    """Read a model written by :func:`save`.
+
+    Args:
+        path: The model file.
+
+    Returns:
+        ``(graph, params)``: the verified graph (with its source locations) and a dict of
+        NumPy arrays, each checked against its parameter's declared type.
+
+    Raises:
+        ModelFileError: The file is missing, not a spikejit model, from a newer format
+            version, corrupt, or its IR text does not parse.
+        VerifyError: The stored graph is malformed.
+        ParamError: A stored array is missing, extra or of the wrong shape or dtype.
+    """
+    where = f"model file {os.fspath(path)!r}"
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{where} holds a single .npy array, not a spikejit model "
+                                 f"(an .npz archive)")
+        with archive:
+            members = {key: archive[key] for key in archive.files}
+    except SpikejitError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"{where} does not exist") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        # NumPy reports foreign or truncated files as OSError/ValueError/BadZipFile, and
+        # object (pickled) arrays as ValueError because allow_pickle is off.
+        raise ModelFileError(f"{where} is not a readable .npz archive: {e}") from None
+    header = _read_header(members, where)
+    names: list[str] = header["params"]
+    try:
+        graph = parse(_read_text(members, IR_KEY, where))
+    except ParseError as e:
+        raise ModelFileError(f"{where}: its IR text does not parse: {e}") from None
+    try:
+        verify(graph)
+    except SpikejitError as e:
+        e.add_note(f"while loading {where}")
+        raise
+    expected = {HEADER_KEY, IR_KEY, *(_param_key(i) for i in range(len(names)))}
+    extra = sorted(set(members) - expected)
+    if extra:
+        raise ModelFileError(f"{where} has unexpected member(s) {', '.join(extra)}")
+    missing_members = sorted(expected - set(members))
+    if missing_members:
+        raise ModelFileError(f"{where} is truncated: member(s) {', '.join(missing_members)} "
+                             f"listed in its header are missing")
+    refs = graph.param_refs()
+    owners = {ref.name: n.id for n in graph.nodes for _, ref in n.op.params()}
+    unknown = [n for n in names if n not in refs]
+    if unknown:
+        raise ParamError(f"{where} stores parameter(s) {', '.join('@' + n for n in unknown)} "
+                         f"that no node of graph @{graph.name} references")
+    absent = sorted(set(refs) - set(names))
+    if absent:
+        raise ParamError(f"{where} lacks parameter(s) {', '.join('@' + n for n in absent)} "
+                         f"(used by {', '.join('%' + owners[n] for n in absent)})")
+    params: dict[str, np.ndarray] = {}
+    for i, name in enumerate(names):
+        array = members[_param_key(i)]
+        if refs[name].type.dtype == "bf16" and array.dtype == np.uint16:
+            import ml_dtypes  # installed with jax; only needed for bf16 models
+
+            array = array.view(ml_dtypes.bfloat16)
+        try:
+            check_array(name, array, refs[name], owner=owners[name])
+        except ParamError as e:
+            raise ParamError(f"{where}: {e}") from None
+        params[name] = array
+    return graph, params
+
+
+def _text_array(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def _read_text(members: Mapping[str, np.ndarray], key: str, where: str) -> str:
+    array = members.get(key)
+    if array is None:
+        raise ModelFileError(f"{where} is not a spikejit model: it has no {key!r} member "
+                             f"(members: {', '.join(sorted(members)) or 'none'})")
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise ModelFileError(f"{where}: member {key!r} must be a 1-d uint8 array of UTF-8 "
+                             f"text, got {array.dtype} of shape {list(array.shape)}")
+    try:
+        return array.tobytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelFileError(f"{where}: member {key!r} is not valid UTF-8 ({e})") from None
+
+
+def _read_header(members: Mapping[str, np.ndarray], where: str) -> dict[str, Any]:
+    text = _read_text(members, HEADER_KEY, where)
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{where}: header {HEADER_KEY!r} is not JSON ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"{where}: header {HEADER_KEY!r} does not declare "
+                             f"format {FORMAT!r}")
+    version = header.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{where}: header version {version!r} must be an integer >= 1")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{where} uses format version {version}; this spikejit reads "
+                             f"versions up to {FORMAT_VERSION} (upgrade spikejit)")
+    semantics = header.get("semantics")
+    if semantics != SEMANTICS:
+        raise ModelFileError(f"{where} was written for semantics {semantics!r}; this "
+                             f"spikejit implements {SEMANTICS!r}")
+    names = header.get("params")
+    if (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)):
+        raise ModelFileError(f"{where}: header 'params' must be a list of distinct "
+                             f"parameter names")
+    return header
