@@ -10,7 +10,8 @@ Schema ``spikejit.ir.json/v1`` (documented in ``docs/ir.md``)::
         {"id": "lif", "op": "snn.lif", "loc": "nir:lif",
          "inputs": [{"node": "fc", "delay": 0}, {"node": "rec", "delay": 1}],
          "attributes": {"reset": "subtract"},
-         "params": {"tau": {"name": "lif.tau", "type": {"shape": [4], "dtype": "f32", "spike": false}}},
+         "params": {"tau": {"name": "lif.tau",
+                            "type": {"shape": [4], "dtype": "f32", "spike": false}}},
          "type": {"shape": [4], "dtype": "f32", "spike": true}}
       ],
       "schedule": [{"kind": "layerwise", "order": "dfs", "nodes": ["fc"]}]   (or null)

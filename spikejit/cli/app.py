@@ -1,0 +1,193 @@
+"""The ``spikejit`` command line: run, inspect, compile, viz, bench.
+
+User errors (a missing or bad file, a wrong input shape, a missing ``--dt``) end with exit
+status 2 and one line ``error: ...`` on stderr; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from spikejit import __version__
+from spikejit.errors import SpikejitError
+
+app = typer.Typer(
+    name="spikejit",
+    help="Compile spiking neural network graphs (NIR, saved models, IR text) to JAX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+_DEBUG = {"on": False}
+
+
+class Schedule(StrEnum):
+    auto = "auto"
+    layerwise = "layerwise"
+    stepwise = "stepwise"
+
+
+class Reset(StrEnum):
+    value = "value"
+    subtract = "subtract"
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    dot = "dot"
+
+
+ModelArg = Annotated[Path, typer.Argument(help="A .nir file, a saved spikejit model, or IR text.",
+                                          show_default=False)]
+DtOpt = Annotated[float | None, typer.Option("--dt", help="Time step in seconds (NIR files "
+                                             "carry none).")]
+ResetOpt = Annotated[Reset | None, typer.Option("--reset", help="Reset on spike (default: "
+                                                "the model's).")]
+PassesOpt = Annotated[str | None, typer.Option("--passes", help="Pass pipeline, e.g. "
+                                               "'shape-inference,schedule{mode=auto}'.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"spikejit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """spikejit: SNN graphs in, one jitted, differentiable JAX function out."""
+    _DEBUG["on"] = debug
+
+
+@app.command()
+def run(
+    model: Annotated[Path | None, typer.Argument(help="Model file; the bundled example "
+                                                 "when omitted.", show_default=False)] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="Input .npy (one input) or "
+                                               ".npz keyed by input node, [T,B,...].")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write outputs (and traces) "
+                                                "to this .npz.")] = None,
+    dt: DtOpt = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="T for generated input.")] = 100,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="B for generated input.")] = 1,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.auto,
+    reset: ResetOpt = None,
+    trace: Annotated[list[str] | None, typer.Option("--trace", help="Record this node's "
+                                                    "output and state (repeatable).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated input.")] = 0,
+    chunk: Annotated[int, typer.Option("--chunk", min=1, help="Steps per call; state is "
+                                       "carried between chunks.")] = 250,
+    passes: PassesOpt = None,
+) -> None:
+    """Compile a model and run it on given or generated input."""
+    from spikejit.cli.commands import run_command
+
+    _guard(run_command, model=model, input=input, output=output, dt=dt, steps=steps,
+           batch=batch, schedule=schedule.value, reset=reset.value if reset else None,
+           trace=trace or [], seed=seed, chunk=chunk, passes=passes, console=out)
+
+
+@app.command()
+def inspect(
+    model: ModelArg,
+    dt: DtOpt = None,
+    after: Annotated[str | None, typer.Option("--after", help="Print the IR after this pass, "
+                                              "or after every pass with 'all'.")] = None,
+    passes: PassesOpt = None,
+    format: Annotated[Format, typer.Option("--format", help="Output form.")] = Format.text,
+    reset: ResetOpt = None,
+    debug_info: Annotated[bool, typer.Option("--debug-info", help="Print source "
+                                             "locations.")] = False,
+) -> None:
+    """Print a model's IR (optionally after each pass) as text, JSON or DOT."""
+    from spikejit.cli.commands import inspect_command
+
+    _guard(inspect_command, model=model, dt=dt, after=after, passes=passes,
+           fmt=format.value, reset=reset.value if reset else None, debug_info=debug_info,
+           console=out)
+
+
+@app.command("compile")
+def compile_(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the saved "
+                                         "model (.sjit.npz).")],
+    dt: DtOpt = None,
+    passes: PassesOpt = None,
+    reset: ResetOpt = None,
+) -> None:
+    """Run the pass pipeline and save the optimised IR and params."""
+    from spikejit.cli.commands import compile_command
+
+    _guard(compile_command, model=model, output=output, dt=dt, passes=passes,
+           reset=reset.value if reset else None, console=out)
+
+
+@app.command()
+def viz(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="graph.dot or graph.svg.")],
+    dt: DtOpt = None,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.auto,
+) -> None:
+    """Draw the graph: layerwise and stepwise segments apart, delayed edges dashed."""
+    from spikejit.cli.commands import viz_command
+
+    _guard(viz_command, model=model, output=output, dt=dt, schedule=schedule.value,
+           console=out)
+
+
+@app.command()
+def bench(
+    model: Annotated[Path | None, typer.Argument(help="Model file; the bundled example "
+                                                 "when omitted.", show_default=False)] = None,
+    dt: DtOpt = None,
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 100,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 32,
+    repeats: Annotated[int, typer.Option("--repeats", min=1)] = 5,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.auto,
+) -> None:
+    """Time compilation, forward and forward+backward (median of repeats)."""
+    from spikejit.cli.commands import bench_command
+
+    _guard(bench_command, model=model, dt=dt, steps=steps, batch=batch, repeats=repeats,
+           schedule=schedule.value, console=out)
+
+
+def _guard(fn: Any, **kwargs: Any) -> None:
+    """Run a command; user errors become ``error: ...`` and exit status 2."""
+    if _DEBUG["on"]:
+        fn(**kwargs)
+        return
+    try:
+        fn(**kwargs)
+    except SpikejitError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        err.print(f"error: {first}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (OSError, MemoryError) as e:
+        err.print(f"error: {e}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="spikejit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)

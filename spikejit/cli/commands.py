@@ -1,0 +1,277 @@
+"""What each CLI command does, separated from argument parsing (``app.py``)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from spikejit.errors import OptionError, SpikejitError
+from spikejit.ir.graph import Graph
+from spikejit.model_io import read_arrays, read_model, write_npz_atomic
+
+
+def _load(model: Path | None, dt: float | None, reset: str | None = None
+          ) -> tuple[Path, Graph, dict[str, Any]]:
+    if model is None:
+        from spikejit.examples import BUNDLED_DT, bundled_model_path
+
+        model = bundled_model_path()
+        dt = BUNDLED_DT if dt is None else dt
+    graph, params = read_model(model, dt=dt, reset=reset)
+    return model, graph, params
+
+
+def _compile(graph: Graph, params: dict[str, Any], *, schedule: str, passes: str | None) -> Any:
+    import spikejit
+
+    return spikejit.compile((graph, params), schedule=schedule, passes=passes)
+
+
+def generated_input(graph: Graph, steps: int, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded Bernoulli(0.2) spikes ``[T, B, *shape]`` for every input node."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for nid in graph.inputs:
+        shape = graph.node(nid).op.type.shape  # type: ignore[attr-defined]
+        data[nid] = (rng.random((steps, batch, *shape)) < 0.2).astype(np.float32)
+    return data
+
+
+def _read_input(path: Path, graph: Graph) -> dict[str, np.ndarray]:
+    arrays = read_arrays(path)
+    if "" in arrays:
+        if len(graph.inputs) != 1:
+            raise OptionError(f"{path}: a .npy file feeds one input, but the model has "
+                              f"{len(graph.inputs)} ({', '.join(graph.inputs)}); use an .npz "
+                              f"keyed by input node")
+        arrays = {graph.inputs[0]: arrays[""]}
+    missing = [n for n in graph.inputs if n not in arrays]
+    if missing:
+        raise OptionError(f"{path}: no array for input node(s) {', '.join(missing)} (has "
+                          f"{', '.join(sorted(arrays)) or 'none'})")
+    data = {}
+    steps = None
+    for nid in graph.inputs:
+        x = np.asarray(arrays[nid])
+        want = graph.node(nid).op.type.shape  # type: ignore[attr-defined]
+        if x.ndim != 2 + len(want) or tuple(x.shape[2:]) != want:
+            raise OptionError(f"{path}: input %{nid} has shape {list(x.shape)}, expected "
+                              f"[T, B, {', '.join(map(str, want))}]")
+        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+            raise OptionError(f"{path}: input %{nid} has dtype {x.dtype}, expected numbers")
+        if steps is not None and x.shape[0] != steps:
+            raise OptionError(f"{path}: inputs disagree on T ({steps} vs {x.shape[0]})")
+        steps = x.shape[0]
+        data[nid] = x.astype(np.float32)
+    return data
+
+
+def run_command(*, model: Path | None, input: Path | None, output: Path | None,
+                dt: float | None, steps: int, batch: int, schedule: str, reset: str | None,
+                trace: list[str], seed: int, chunk: int, passes: str | None,
+                console: Console) -> None:
+    """``spikejit run``: compile, run in chunks with state carried, report, save."""
+    import jax
+
+    path, graph, params = _load(model, dt, reset)
+    t0 = time.perf_counter()
+    compiled = _compile(graph, params, schedule=schedule, passes=passes)
+    t_ir = time.perf_counter() - t0
+    for name in trace:
+        if name not in compiled.graph:
+            raise OptionError(f"--trace {name}: no node %{name} in the model (nodes: "
+                              f"{', '.join(n.id for n in compiled.graph.nodes)})")
+    data = _read_input(input, compiled.graph) if input else generated_input(
+        compiled.graph, steps, batch, seed)
+    total = next(iter(data.values())).shape[0]
+    b = next(iter(data.values())).shape[1]
+    console.print(f"[bold]model[/bold] {path}")
+    from spikejit.cli.report import model_table, output_stats, timing_table
+
+    console.print(model_table(compiled.graph, compiled.params))
+
+    state = compiled.init_state(b)
+    fn = jax.jit(lambda p, x, s: compiled.apply(p, x, s, return_state=True,
+                                                trace=trace or None))
+    n_chunks = max(1, math.ceil(total / chunk))
+    size = math.ceil(total / n_chunks)
+    pieces: list[Any] = []
+    t0 = time.perf_counter()
+    first_chunk = {k: v[:size] for k, v in data.items()}
+    executable = fn.lower(compiled.params, _one(compiled.graph, first_chunk), state).compile()
+    t_xla = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with Progress(TextColumn("running"), BarColumn(), TextColumn("{task.completed}/{task.total} "
+                  "steps"), TimeElapsedColumn(), console=console,
+                  disable=n_chunks == 1 or not console.is_terminal) as bar:
+        task = bar.add_task("run", total=total)
+        for start in range(0, total, size):
+            x = _one(compiled.graph, {k: v[start:start + size] for k, v in data.items()})
+            call = executable if start + size <= total else fn
+            result = call(compiled.params, x, state)
+            state = result[1]
+            pieces.append(jax.device_get(result))
+            bar.advance(task, min(size, total - start))
+    t_run = time.perf_counter() - t0
+    outputs = _concat([p[0] for p in pieces], compiled.graph.outputs)
+    console.print(timing_table([("compile: IR passes", t_ir), ("compile: XLA", t_xla),
+                                (f"run: {total} steps x batch {b}", t_run)]))
+    spiking = {n: bool(compiled.graph.node(n).type.spike) for n in compiled.graph.outputs}
+    console.print(output_stats(outputs, spiking))
+    if output is not None:
+        arrays = dict(outputs)
+        if trace:
+            for name in trace:
+                for var in pieces[0][2][name]:
+                    arrays[f"trace/{name}/{var}"] = np.concatenate(
+                        [np.asarray(p[2][name][var]) for p in pieces])
+        write_npz_atomic(output, arrays)
+        console.print(f"wrote {output} ({', '.join(sorted(arrays))})")
+
+
+def _one(graph: Graph, data: dict[str, np.ndarray]) -> Any:
+    return data[graph.inputs[0]] if len(graph.inputs) == 1 else data
+
+
+def _concat(ys: list[Any], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    if len(names) == 1:
+        return {names[0]: np.concatenate([np.asarray(y) for y in ys])}
+    return {n: np.concatenate([np.asarray(y[n]) for y in ys]) for n in names}
+
+
+def inspect_command(*, model: Path, dt: float | None, after: str | None, passes: str | None,
+                    fmt: str, reset: str | None, debug_info: bool, console: Console) -> None:
+    """``spikejit inspect``: the IR as loaded, after one pass, or after every pass."""
+    from spikejit.compiler import default_pipeline
+    from spikejit.ir.dot import to_dot
+    from spikejit.ir.json_form import to_json
+    from spikejit.ir.printer import print_graph
+    from spikejit.passes import Pipeline
+
+    _, graph, _ = _load(model, dt, reset)
+    text = passes if passes is not None else (default_pipeline() if after else "")
+    dumps: list[tuple[str, Graph]] = []
+    pipeline = Pipeline.parse(text, dump=lambda i, name, g: dumps.append((name, g)))
+    final = pipeline(graph)
+    if after is not None and after != "all" and after not in {n for n, _ in dumps}:
+        raise OptionError(f"--after {after}: no such pass in the pipeline '{pipeline}' "
+                          f"(passes: {', '.join(n for n, _ in dumps) or 'none'})")
+
+    def render(g: Graph) -> str:
+        if fmt == "json":
+            return to_json(g)
+        if fmt == "dot":
+            return to_dot(g)
+        return print_graph(g, debug_info=debug_info)
+
+    if after == "all":
+        for i, (name, g) in enumerate(dumps):
+            console.print(f"// ----- IR after pass {i}: {name} -----", markup=False,
+                          highlight=False)
+            console.print(render(g), end="", markup=False, highlight=False)
+    elif after is not None:
+        g = next(g for n, g in reversed(dumps) if n == after)
+        console.print(render(g), end="", markup=False, highlight=False)
+    else:
+        console.print(render(final), end="", markup=False, highlight=False)
+
+
+def compile_command(*, model: Path, output: Path, dt: float | None, passes: str | None,
+                    reset: str | None, console: Console) -> None:
+    """``spikejit compile``: optimise and save (IR text + params, no pickle)."""
+    from spikejit.ir.serialize import save
+
+    _, graph, params = _load(model, dt, reset)
+    compiled = _compile(graph, params, schedule="auto", passes=passes)
+    save(output, compiled.graph, {k: np.asarray(v) for k, v in compiled.params.items()})
+    console.print(f"wrote {output}: {len(compiled.graph.nodes)} nodes, "
+                  f"{len(compiled.params)} params")
+
+
+def viz_command(*, model: Path, output: Path, dt: float | None, schedule: str,
+                console: Console) -> None:
+    """``spikejit viz``: DOT always; SVG through graphviz's ``dot`` if installed."""
+    from spikejit.ir.dot import to_dot
+
+    _, graph, params = _load(model, dt)
+    compiled = _compile(graph, params, schedule=schedule, passes=None)
+    dot_text = to_dot(compiled.graph)
+    suffix = output.suffix.lower()
+    if suffix == ".dot":
+        output.write_text(dot_text)
+    elif suffix == ".svg":
+        exe = shutil.which("dot")
+        if exe is None:
+            raise OptionError("writing SVG needs graphviz's 'dot' program, which is not "
+                              "installed (apt-get install graphviz); write a .dot file instead")
+        done = subprocess.run([exe, "-Tsvg"], input=dot_text.encode(), capture_output=True,
+                              check=False, timeout=120)
+        if done.returncode != 0:
+            raise SpikejitError(f"graphviz dot failed: {done.stderr.decode(errors='replace')}")
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_bytes(done.stdout)
+        tmp.replace(output)
+    else:
+        raise OptionError(f"-o {output}: expected a .dot or .svg file name")
+    console.print(f"wrote {output}")
+
+
+def bench_command(*, model: Path | None, dt: float | None, steps: int, batch: int,
+                  repeats: int, schedule: str, console: Console) -> None:
+    """``spikejit bench``: compile times, forward and forward+backward medians."""
+    import jax
+    import jax.numpy as jnp
+
+    from spikejit.cli.report import timing_table
+
+    path, graph, params = _load(model, dt)
+    t0 = time.perf_counter()
+    compiled = _compile(graph, params, schedule=schedule, passes=None)
+    t_ir = time.perf_counter() - t0
+    x = _one(compiled.graph, generated_input(compiled.graph, steps, batch, 0))
+    state = compiled.init_state(batch)
+
+    def loss(p: Any) -> Any:
+        y = compiled.apply(p, x, state)
+        leaves = jax.tree_util.tree_leaves(y)
+        return sum(jnp.mean(leaf) for leaf in leaves)
+
+    forward = jax.jit(lambda p: compiled.apply(p, x, state))
+    backward = jax.jit(jax.grad(loss))
+    rows = [("compile: IR passes", t_ir)]
+    for label, fn in (("forward", forward), ("forward+backward", backward)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(compiled.params))
+        rows.append((f"compile+first call: {label}", time.perf_counter() - t0))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(compiled.params))
+            times.append(time.perf_counter() - t0)
+        rows.append((f"{label} (median of {repeats})", statistics.median(times)))
+    console.print(f"[bold]bench[/bold] {path}: T={steps}, B={batch}, schedule={schedule}")
+    console.print(timing_table(rows))
+    peak = _peak_memory_mb()
+    if peak is not None:
+        console.print(f"peak resident memory of this process: {peak:,.0f} MB")
+
+
+def _peak_memory_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+__all__ = ["bench_command", "compile_command", "inspect_command",
+           "run_command", "viz_command"]

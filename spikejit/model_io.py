@@ -1,0 +1,128 @@
+"""Reading any model file spikejit understands, and writing result arrays safely.
+
+``read_model`` tells the three model formats apart by their first bytes, not their names:
+HDF5 (a ``.nir`` file), a zip archive (a saved spikejit model, ``spikejit.save``) or text
+(IR text, which holds no parameter values: they are filled by
+:func:`spikejit.ir.init.init_params` from a seed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikejit.errors import ModelFileError
+from spikejit.ir.graph import Graph, GraphAttrs
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def model_kind(path: str | os.PathLike[str]) -> str:
+    """``"nir"``, ``"saved"`` or ``"text"`` for a model file; :class:`ModelFileError` if
+    the file is missing or unreadable."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelFileError(f"{p}: no such file")
+    if p.is_dir():
+        raise ModelFileError(f"{p}: is a directory, expected a model file (.nir, saved "
+                             f"spikejit model or IR text)")
+    try:
+        with p.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelFileError(f"{p}: cannot be read ({e.strerror})") from None
+    if head.startswith(HDF5_MAGIC):
+        return "nir"
+    if head.startswith(ZIP_MAGIC):
+        return "saved"
+    return "text"
+
+
+def read_model(
+    path: str | os.PathLike[str],
+    *,
+    dt: float | None = None,
+    reset: str | None = None,
+    cuba_current: str | None = None,
+    method: str | None = None,
+    seed: int = 0,
+) -> tuple[Graph, dict[str, Any]]:
+    """Load ``(graph, params)`` from a ``.nir`` file, a saved model or IR text.
+
+    Options given here override what the file says (for NIR files, which carry no time
+    step, ``dt`` is required when the graph has dynamics).
+    """
+    kind = model_kind(path)
+    if kind == "nir":
+        from spikejit.frontends.nir_import import from_nir
+
+        options = {k: v for k, v in (("reset", reset), ("cuba_current", cuba_current),
+                                     ("method", method)) if v is not None}
+        return from_nir(path, dt=dt, **options)
+    if kind == "saved":
+        from spikejit.ir.serialize import load
+
+        graph, params = load(path)
+    else:
+        from spikejit.ir.init import init_params
+        from spikejit.ir.parser import parse_file
+
+        graph = parse_file(path)
+        graph = _override(graph, dt, reset, cuba_current, method)
+        return graph, dict(init_params(graph, seed))
+    return _override(graph, dt, reset, cuba_current, method), dict(params)
+
+
+def _override(graph: Graph, dt: float | None, reset: str | None, cuba_current: str | None,
+              method: str | None) -> Graph:
+    a = graph.attrs
+    attrs = GraphAttrs(
+        dt=a.dt if dt is None else dt,
+        reset=a.reset if reset is None else reset,
+        cuba_current=a.cuba_current if cuba_current is None else cuba_current,
+        method=a.method if method is None else method,
+    )
+    return graph if attrs == a else graph.replace(attrs=attrs)
+
+
+def write_npz_atomic(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Path:
+    """Write ``arrays`` to an ``.npz`` file via a temporary file and a rename, so a failed
+    or interrupted write never leaves a partial file at ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as zf:
+            for key, value in arrays.items():
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Arrays from a ``.npy`` (key ``""``) or ``.npz`` file, never unpickling anything."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelFileError(f"{p}: no such file")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelFileError(f"{p}: not a readable .npy/.npz file ({e})") from None
+    if isinstance(data, np.ndarray):
+        return {"": data}
+    try:
+        with data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelFileError(f"{p}: corrupt .npz member ({e})") from None
