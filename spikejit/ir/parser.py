@@ -155,6 +155,9 @@ class _Parser:
         try:
             value, end = json.JSONDecoder().raw_decode(self.text, self.pos)
         except json.JSONDecodeError as e:
+            if e.msg.startswith(("Unterminated string", "Invalid control character")):
+                raise self.error("unterminated string: strings are JSON, with line breaks "
+                                 "and quotes escaped", start) from None
             raise self.error(f"malformed string: {e.msg}", e.pos) from None
         if not isinstance(value, str):  # cannot happen: the cursor is on '"'
             raise self.error("expected a string", start)
@@ -235,6 +238,10 @@ class _Parser:
     def param_ref(self) -> ParamRef:
         start = self.pos
         name = self.name("@", "a parameter name", param=True)
+        if not self.at(":") and ":" in name:
+            raise self.error(f"expected ':' between parameter @{name} and its type; a ':' "
+                             f"inside a bare name belongs to the name, so write "
+                             f"'@name: type' with a space after the ':'")
         self.expect(":", f"between parameter @{name} and its type")
         ty = self.tensor_type()
         return self.build(lambda: ParamRef(name, ty), start)
@@ -313,11 +320,15 @@ class _Parser:
             self.pos += len("attributes")
             attrs = self.graph_attrs()
         self.expect("{", "to open the graph body")
+        body = self.pos - 1
         nodes: list[Node] = []
         node_pos: dict[str, int] = {}
         uses: list[tuple[str, int]] = []
         schedule: Schedule | None = None
         while not self.at("}"):
+            if self.pos >= len(self.text):
+                raise self.error(f"graph @{name} is not closed: expected '}}' at the end of "
+                                 f"its body (opened on line {self.line_of(body)})")
             if self.at("%"):
                 if schedule is not None:
                     raise self.error("nodes must come before the schedule block")
@@ -424,6 +435,11 @@ class _Parser:
                    and f.default_factory is dataclasses.MISSING]
         if missing:
             raise self.error(f"{prefix}missing attribute(s) {', '.join(missing)}", pos)
+        for key, value, key_pos in items:
+            # NOTE: ops accept None in any parameter field, so a required one is checked here.
+            if value is None and fields[key].default is dataclasses.MISSING:
+                raise self.error(f"{prefix}attribute {key!r} is required and cannot be none",
+                                 key_pos)
         kwargs = {key: value for key, value, _ in items}
         return self.build(lambda: cls(**kwargs), pos, prefix)
 
