@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -200,6 +201,6 @@ def any_graphs(draw: st.DrawFn, max_nodes: int = 8,
         schedule = Schedule(tuple(
             Segment(draw(st.sampled_from(SEGMENT_KINDS)), tuple(order[a:b]),
                     draw(st.sampled_from(STEP_ORDERS)))
-            for a, b in zip(bounds, bounds[1:], strict=False)
+            for a, b in itertools.pairwise(bounds)
         ))
     return Graph(tuple(nodes), draw(name_strategy()), draw(graph_attrs), schedule)

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import math
 import os
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from spikejit.errors import IRError, ModelFileError, ParseError, SpikejitError
 from spikejit.ir.graph import Graph, GraphAttrs, Node, Use
@@ -34,6 +36,7 @@ _BARE = re.compile(r"[A-Za-z0-9_.:/\-]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _INT = re.compile(r"\d+")
+_R = TypeVar("_R")
 _GRAPH_ATTRS = tuple(f.name for f in dataclasses.fields(GraphAttrs))
 _KEYWORD_VALUES: dict[str, Any] = {
     "none": None,
@@ -297,7 +300,7 @@ class _Parser:
         self.expect("}", f"to close the attributes of {context}")
         return out
 
-    def build(self, make: Any, pos: int, prefix: str = "") -> Any:
+    def build(self, make: Callable[[], _R], pos: int, prefix: str = "") -> _R:
         """Call a constructor, turning its validation error into a ParseError at ``pos``."""
         try:
             return make()
@@ -467,6 +470,7 @@ class _Parser:
                     refs.append((members[-1], ref_pos))
                     if not self.accept(","):
                         break
-            segments.append(self.build(lambda: Segment(kind, tuple(members), order), kind_pos))
+            segment = functools.partial(Segment, kind, tuple(members), order)
+            segments.append(self.build(segment, kind_pos))
         self.expect("}", "to close the schedule")
         return Schedule(tuple(segments)), refs

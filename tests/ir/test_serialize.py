@@ -182,7 +182,7 @@ def test_single_npy_array(tmp_path: Path) -> None:
 
 
 def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(ModelFileError, match="is not a readable .npz archive"):
+    with pytest.raises(ModelFileError, match=r"is not a readable \.npz archive"):
         load(tmp_path)
 
 
@@ -337,7 +337,7 @@ def test_truncated_archive(saved: tuple[Path, dict]) -> None:
     path, _ = saved
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="is not a readable .npz archive"):
+    with pytest.raises(ModelFileError, match=r"is not a readable \.npz archive"):
         load(path)
 
 
@@ -352,7 +352,7 @@ def test_corrupted_member_bytes(saved: tuple[Path, dict]) -> None:
                 data = data[:20]  # a broken .npy header
             zout.writestr(info, data)
     path.write_bytes(out.getvalue())
-    with pytest.raises(ModelFileError, match="is not a readable .npz archive"):
+    with pytest.raises(ModelFileError, match=r"is not a readable \.npz archive"):
         load(path)
 
 
