@@ -14,9 +14,10 @@ from spikejit.passes.base import (
     register_pass,
     run_passes,
 )
+from spikejit.passes.schedule import SCHEDULE
 from spikejit.passes.shape_inference import SHAPE_INFERENCE
 
-for _p in (SHAPE_INFERENCE,):
+for _p in (SHAPE_INFERENCE, SCHEDULE):
     register_pass(_p)
 
 __all__ = [

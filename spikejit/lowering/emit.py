@@ -1,0 +1,476 @@
+"""Build one pure JAX function from a scheduled graph.
+
+:class:`Program` walks the graph's :class:`~spikejit.ir.schedule.Schedule` segment by
+segment, keeping every computed node's output over the whole time axis (``[T, B, ...]``):
+
+* a ``layerwise`` segment runs its nodes one after the other, each over the whole time
+  axis: stateless ops once on ``[T*B, ...]``, neurons as a ``lax.scan`` of their
+  elementwise update only, ``snn.delay`` nodes and delayed uses as shifts of the time axis
+  with the carried-in buffer/history prepended;
+* a ``stepwise`` segment is one ``lax.scan`` over time; its body runs the segment's nodes
+  in the listed order. Operands from earlier segments come in as scanned arrays; operands
+  from inside the segment are read from the same step (delay 0) or from a ring of the
+  producer's last ``D`` outputs carried through the scan (delay ``D >= 1``).
+
+Inside a scan step the order is: every node in segment order (``snn.delay`` nodes emit from
+their buffer), then the delay buffers take this step's inputs, then the output rings take
+this step's outputs, so a delayed read always sees the previous steps.
+
+The state and trace formats are the project-wide conventions shared with the reference
+interpreter (see ``docs/compile.md``). The function is pure: it reads params, inputs and
+state only through its arguments, so ``jax.jit``, ``jax.grad`` and ``jax.vmap`` apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from spikejit.errors import LoweringError, OptionError, ParamError
+from spikejit.ir.graph import Graph, Node
+from spikejit.ir.ops import Delay, Input
+from spikejit.lowering.rules import (
+    NodeContext,
+    Rule,
+    delay_full,
+    delay_push,
+    delay_step,
+    node_context,
+    rule_for,
+)
+from spikejit.lowering.spike import SPIKE_FUNCTIONS
+from spikejit.lowering.surrogates import BoundSurrogate
+
+Array = jax.Array
+StateDict = dict[str, dict[str, Array]]
+
+JNP_DTYPES: dict[str, Any] = {"f16": jnp.float16, "bf16": jnp.bfloat16, "f32": jnp.float32,
+                              "f64": jnp.float64}
+
+
+@dataclass(frozen=True)
+class LoweringOptions:
+    """Options of the lowering that do not change the forward values.
+
+    Attributes:
+        surrogate: The spike's surrogate derivative with its parameters.
+        spike_ad: ``"jvp"`` (``custom_jvp`` spike: forward and reverse mode) or ``"vjp"``
+            (``custom_vjp`` spike: reverse mode only).
+        detach_reset: Cut the reset term of spiking neurons from autodiff.
+        unroll: ``unroll`` argument of every ``lax.scan`` (a speed knob).
+    """
+
+    surrogate: BoundSurrogate
+    spike_ad: str = "jvp"
+    detach_reset: bool = True
+    unroll: int = 1
+
+    def __post_init__(self) -> None:
+        if self.spike_ad not in SPIKE_FUNCTIONS:
+            raise OptionError(f"spike_ad must be one of {', '.join(map(repr, SPIKE_FUNCTIONS))},"
+                              f" got {self.spike_ad!r}")
+        if not isinstance(self.detach_reset, bool):
+            raise OptionError(f"detach_reset must be True or False, got {self.detach_reset!r}")
+        if isinstance(self.unroll, bool) or not isinstance(self.unroll, int) or self.unroll < 1:
+            raise OptionError(f"unroll must be an integer >= 1, got {self.unroll!r}")
+
+
+def _dtype(node: Node) -> Any:
+    assert node.type is not None
+    return JNP_DTYPES[node.type.dtype]
+
+
+class Program:
+    """The lowered graph: ``program(params, inputs, state, trace) -> (outputs, state, traces)``.
+
+    Args:
+        graph: A typed, verified graph carrying a schedule.
+        options: Lowering options.
+
+    Raises:
+        LoweringError: the graph has no schedule, the schedule reads a value before it is
+            computed, or a node has no lowering rule.
+    """
+
+    def __init__(self, graph: Graph, options: LoweringOptions) -> None:
+        if graph.schedule is None:
+            raise LoweringError(f"graph @{graph.name} has no schedule; run the 'schedule' pass "
+                                f"first (spikejit.compile does)")
+        for n in graph.nodes:
+            if n.type is None:
+                raise graph.error(LoweringError, n.id, "has no type; run shape-inference first")
+        self.graph = graph
+        self.options = options
+        self.rules: dict[str, Rule] = {n.id: rule_for(graph, n) for n in graph.nodes}
+        self.history = {n.id: graph.max_use_delay(n.id) for n in graph.nodes
+                        if graph.max_use_delay(n.id) > 0}
+        self.trace_count = 0
+        self._check_schedule()
+        spike_fn = SPIKE_FUNCTIONS[options.spike_ad]
+        surrogate = options.surrogate
+        self._spike = lambda v, th: spike_fn(v, th, surrogate)
+        #: ``jax.jit`` of :meth:`__call__` (``trace`` static); one per program, so every
+        #: model sharing this program shares JAX's compilation cache.
+        self.jitted = jax.jit(self.__call__, static_argnames="trace")
+
+    # -- static checks -------------------------------------------------------------------
+    def _check_schedule(self) -> None:
+        g = self.graph
+        assert g.schedule is not None
+        done: set[str] = set()
+        for seg in g.schedule.segments:
+            members = set(seg.nodes)
+            seen: set[str] = set()
+            for nid in seg.nodes:
+                node = g.node(nid)
+                for u in node.inputs:
+                    if u.node in done:
+                        continue
+                    if seg.kind == "layerwise" or u.node not in members:
+                        raise g.error(LoweringError, nid,
+                                      f"the schedule runs it ({seg.kind}) before its operand "
+                                      f"%{u.node} is computed over the whole time axis")
+                    late_ok = isinstance(node.op, Delay) and not node.op.depends_same_step()
+                    if u.delay == 0 and u.node not in seen and not late_ok:
+                        raise g.error(LoweringError, nid,
+                                      f"the stepwise schedule runs it before its same-step "
+                                      f"operand %{u.node}")
+                seen.add(nid)
+                if seg.kind == "layerwise":
+                    done.add(nid)  # complete before the next node of the segment runs
+            done |= members
+
+    # -- state ---------------------------------------------------------------------------
+    def init_state(self, batch_size: int) -> StateDict:
+        """All-zero state for ``batch_size`` samples (the convention's format)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+            raise OptionError(f"batch_size must be an integer >= 0, got {batch_size!r}")
+        state: StateDict = {}
+        for n in self.graph.nodes:
+            entry = {name: jnp.zeros(shape, _dtype(n))
+                     for name, shape in self._state_shapes(n, batch_size).items()}
+            if entry:
+                state[n.id] = entry
+        return state
+
+    def _state_shapes(self, n: Node, batch: int) -> dict[str, tuple[int, ...]]:
+        assert n.type is not None
+        shape = (batch, *n.type.shape)
+        out = {var: shape for var in n.op.state_vars}
+        if isinstance(n.op, Delay) and n.op.max_steps >= 1:
+            out["buffer"] = (n.op.max_steps, *shape)
+        if n.id in self.history:
+            out["history"] = (self.history[n.id], *shape)
+        return out
+
+    def check_state(self, state: Any, batch: int) -> StateDict:
+        """Validate a carried-in state against the graph (names, shapes); cast dtypes."""
+        if not isinstance(state, Mapping):
+            raise OptionError(f"state must be a dict node id -> dict of arrays (as returned "
+                              f"with return_state=True), got {type(state).__name__}")
+        out: StateDict = {}
+        expected_nodes = set()
+        for n in self.graph.nodes:
+            shapes = self._state_shapes(n, batch)
+            if not shapes:
+                continue
+            expected_nodes.add(n.id)
+            entry = state.get(n.id)
+            if not isinstance(entry, Mapping) or set(entry) != set(shapes):
+                got = sorted(entry) if isinstance(entry, Mapping) else entry
+                raise OptionError(f"state[{n.id!r}] must hold {sorted(shapes)}, got {got!r}")
+            out[n.id] = {}
+            for name, shape in shapes.items():
+                value = entry[name]
+                if tuple(getattr(value, "shape", ())) != shape:
+                    raise OptionError(f"state[{n.id!r}][{name!r}] must have shape {list(shape)}"
+                                      f", got {list(getattr(value, 'shape', ()))}")
+                out[n.id][name] = jnp.asarray(value, _dtype(n))
+        extra = sorted(set(state) - expected_nodes)
+        if extra:
+            raise OptionError(f"state has entries for nodes without state: {extra}")
+        return out
+
+    # -- inputs and params ---------------------------------------------------------------
+    def check_inputs(self, x: Any) -> tuple[dict[str, Array], int, int]:
+        """``(inputs by id, T, B)``; data cast to the input types' dtypes."""
+        ids = self.graph.inputs
+        if isinstance(x, Mapping):
+            if set(x) != set(ids):
+                raise OptionError(f"inputs must be keyed by the io.input ids {list(ids)}, "
+                                  f"got {sorted(x)}")
+            data = dict(x)
+        elif len(ids) == 1:
+            data = {ids[0]: x}
+        else:
+            raise OptionError(f"the graph has several inputs {list(ids)}; pass a dict")
+        out: dict[str, Array] = {}
+        tb: tuple[int, int] | None = None
+        for nid in ids:
+            node = self.graph.node(nid)
+            assert node.type is not None
+            value = data[nid]
+            shape = tuple(getattr(value, "shape", ()))
+            if len(shape) != 2 + node.type.rank or shape[2:] != node.type.shape:
+                raise OptionError(f"input %{nid}: expected data [T, B, "
+                                  f"{', '.join(map(str, node.type.shape))}] (time-major), "
+                                  f"got shape {list(shape)}")
+            if tb is not None and shape[:2] != tb:
+                raise OptionError(f"input %{nid} has [T, B] = {list(shape[:2])}, but other "
+                                  f"inputs have {list(tb)}")
+            tb = (shape[0], shape[1])
+            out[nid] = jnp.asarray(value, _dtype(node))
+        assert tb is not None
+        return out, tb[0], tb[1]
+
+    def check_params(self, params: Any) -> dict[str, Array]:
+        """The params as arrays of their declared dtypes; :class:`ParamError` if a name is
+        missing or extra or a shape is wrong."""
+        if not isinstance(params, Mapping):
+            raise ParamError(f"params must be a dict name -> array, got {type(params).__name__}")
+        refs = self.graph.param_refs()
+        missing = sorted(set(refs) - set(params))
+        if missing:
+            raise ParamError(f"missing parameter(s) {', '.join('@' + m for m in missing)}")
+        extra = sorted(set(params) - set(refs))
+        if extra:
+            raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
+                             f"no node of graph @{self.graph.name} references them")
+        out = {}
+        for name, ref in refs.items():
+            shape = tuple(getattr(params[name], "shape", ()))
+            if shape != ref.type.shape:
+                raise ParamError(f"parameter @{name}: expected {ref.type}, got shape {list(shape)}")
+            out[name] = jnp.asarray(params[name], JNP_DTYPES[ref.type.dtype])
+        return out
+
+    # -- the function --------------------------------------------------------------------
+    def __call__(self, params: Any, x: Any, state: Any = None,
+                 trace: tuple[str, ...] = ()) -> tuple[dict[str, Array], StateDict, dict]:
+        """Run the graph over the whole time axis.
+
+        Args:
+            params: ``{name: array}``.
+            x: ``[T, B, *shape]`` (or a dict keyed by input id).
+            state: Carried-in state (``None``: zeros).
+            trace: Node ids whose outputs (and state variables) to record over time.
+
+        Returns:
+            ``(outputs by io.output id, new state, traces)``.
+        """
+        self.trace_count += 1  # a Python side effect: counts traces, not calls
+        p = self.check_params(params)
+        inputs, steps, batch = self.check_inputs(x)
+        s0 = self.init_state(batch) if state is None else self.check_state(state, batch)
+        run = _Run(self, p, inputs, s0, frozenset(trace), steps)
+        assert self.graph.schedule is not None
+        for i, seg in enumerate(self.graph.schedule.segments):
+            if seg.kind == "layerwise":
+                for nid in seg.nodes:
+                    with jax.named_scope(nid):
+                        run.layerwise(nid)
+            else:
+                with jax.named_scope(f"stepwise{i}"):
+                    run.stepwise(seg.nodes)
+        outputs = {oid: run.full[oid] for oid in self.graph.outputs}
+        return outputs, run.finish_state(), run.traces
+
+
+class _Run:
+    """The mutable bookkeeping of one trace of :class:`Program` (not part of the API)."""
+
+    def __init__(self, prog: Program, params: dict[str, Array], inputs: dict[str, Array],
+                 state: StateDict, trace: frozenset[str], steps: int) -> None:
+        self.prog, self.graph, self.inputs, self.state = prog, prog.graph, inputs, state
+        self.trace, self.steps = trace, steps
+        self.ctx: dict[str, NodeContext] = {
+            n.id: node_context(self.graph, n, params, prog._spike, prog.options.detach_reset)
+            for n in self.graph.nodes
+        }
+        self.full: dict[str, Array] = {}
+        self.padded: dict[str, Array] = {}
+        self.new_state: StateDict = {}
+        self.traces: dict[str, dict[str, Array]] = {}
+
+    # -- reading operands over the whole time axis ---------------------------------------
+    def _padded(self, nid: str) -> Array:
+        """``[history; output]`` along time: ``padded[D + t]`` is the output at step t."""
+        if nid not in self.padded:
+            self.padded[nid] = jnp.concatenate([self.state[nid]["history"], self.full[nid]])
+        return self.padded[nid]
+
+    def read_full(self, producer: str, delay: int) -> Array:
+        """The producer's output over time, read ``delay`` steps back."""
+        if delay == 0:
+            return self.full[producer]
+        big_d = self.prog.history[producer]
+        steps = self.full[producer].shape[0]
+        return lax.slice_in_dim(self._padded(producer), big_d - delay, big_d - delay + steps)
+
+    def operand_full(self, node: Node) -> Array:
+        acc: Array | None = None
+        for u in node.inputs:  # fan-in summed in Use order, like the interpreter
+            value = self.read_full(u.node, u.delay)
+            acc = value if acc is None else acc + value
+        assert acc is not None
+        return acc
+
+    def _keep(self, nid: str, **entries: Array) -> None:
+        if entries:
+            self.new_state.setdefault(nid, {}).update(entries)
+
+    def _record(self, nid: str, out: Array, states: Mapping[str, Array] | None) -> None:
+        if nid in self.trace:
+            self.traces[nid] = {"out": out, **(states or {})}
+
+    # -- layerwise -----------------------------------------------------------------------
+    def layerwise(self, nid: str) -> None:
+        node, rule, ctx = self.graph.node(nid), self.prog.rules[nid], self.ctx[nid]
+        states: dict[str, Array] | None = None
+        if isinstance(node.op, Input):
+            y = self.inputs[nid]
+        elif rule.kind == "delay":
+            x = self.operand_full(node)
+            buffer = self.state.get(nid, {}).get("buffer")
+            y, new_buffer = delay_full(node, x, buffer)
+            if new_buffer is not None:
+                self._keep(nid, buffer=new_buffer)
+        elif rule.kind == "map":
+            x = self.operand_full(node)
+            steps, batch = x.shape[:2]
+            flat = jnp.reshape(x, (steps * batch, *x.shape[2:]))  # one op over T*B samples
+            y = rule.apply(ctx, flat)
+            y = jnp.reshape(y, (steps, batch, *y.shape[1:]))
+        else:
+            x = self.operand_full(node)
+            assert rule.prepare is not None
+            consts = rule.prepare(ctx)
+            s0 = {var: self.state[nid][var] for var in node.op.state_vars}
+            traced = nid in self.trace
+
+            def body(s: dict[str, Array], xt: Array) -> tuple[dict[str, Array], Any]:
+                out, s = rule.apply(ctx, consts, s, xt)
+                return s, (out, s if traced else None)
+
+            s_end, (y, states) = lax.scan(body, s0, x, unroll=self.prog.options.unroll)
+            self._keep(nid, **s_end)
+        self.full[nid] = y
+        if nid in self.prog.history:
+            big_d = self.prog.history[nid]
+            padded = self._padded(nid)
+            self._keep(nid, history=padded[padded.shape[0] - big_d:])
+        self._record(nid, y, states)
+
+    # -- stepwise ------------------------------------------------------------------------
+    def stepwise(self, members: tuple[str, ...]) -> None:
+        g, prog = self.graph, self.prog
+        inside = set(members)
+        # Rings: members read with a delay by a consumer in this segment.
+        rings = {m for m in members if m in prog.history
+                 and any(c in inside and u.delay > 0 for c, u in g.users[m])}
+        exported = {m for m in members
+                    if any(c not in inside for c, _ in g.users[m]) or m in g.outputs
+                    or m in self.trace or (m in prog.history and m not in rings)}
+        xs: list[Array] = []
+        ext: dict[tuple[str, int], int] = {}
+        for m in members:
+            node = g.node(m)
+            if isinstance(node.op, Input):
+                ext[(m, -1)] = len(xs)
+                xs.append(self.inputs[m])
+            for i, u in enumerate(node.inputs):
+                if u.node not in inside:
+                    ext[(m, i)] = len(xs)
+                    xs.append(self.read_full(u.node, u.delay))
+        consts = {}
+        for m in members:
+            rule = prog.rules[m]
+            if rule.kind == "neuron":
+                with jax.named_scope(m):
+                    assert rule.prepare is not None
+                    consts[m] = rule.prepare(self.ctx[m])
+        carry0 = {
+            "s": {m: {v: self.state[m][v] for v in g.node(m).op.state_vars} for m in members
+                  if g.node(m).op.state_vars},
+            "buf": {m: self.state[m]["buffer"] for m in members
+                    if "buffer" in self.state.get(m, {})},
+            "ring": {m: self.state[m]["history"] for m in rings},
+        }
+        traced_neurons = [m for m in members if m in self.trace and g.node(m).op.state_vars]
+
+        def body(carry: dict[str, Any], xt: list[Array]) -> tuple[dict[str, Any], Any]:
+            cur: dict[str, Array] = {}
+            st = dict(carry["s"])
+            ring = carry["ring"]
+
+            def operand(node: Node) -> Array:
+                acc: Array | None = None
+                for i, u in enumerate(node.inputs):
+                    if (node.id, i) in ext:
+                        value = xt[ext[(node.id, i)]]
+                    elif u.delay == 0:
+                        value = cur[u.node]
+                    else:
+                        r = ring[u.node]
+                        value = r[r.shape[0] - u.delay]
+                    acc = value if acc is None else acc + value
+                assert acc is not None
+                return acc
+
+            pending: dict[str, Array] = {}
+            for m in members:
+                node, rule, ctx = g.node(m), prog.rules[m], self.ctx[m]
+                with jax.named_scope(m):
+                    if isinstance(node.op, Input):
+                        cur[m] = xt[ext[(m, -1)]]
+                    elif rule.kind == "delay":
+                        assert isinstance(node.op, Delay)
+                        x = operand(node) if node.op.depends_same_step() else None
+                        if x is not None:
+                            pending[m] = x
+                        cur[m] = delay_step(node, carry["buf"].get(m), x)
+                    elif rule.kind == "map":
+                        cur[m] = rule.apply(ctx, operand(node))
+                    else:
+                        cur[m], st[m] = rule.apply(ctx, consts[m], st[m], operand(node))
+            new_buf = {}
+            for m, buf in carry["buf"].items():
+                with jax.named_scope(m):
+                    x = pending[m] if m in pending else operand(g.node(m))
+                    new_buf[m] = delay_push(buf, x)
+            new_ring = {m: delay_push(r, cur[m]) for m, r in ring.items()}
+            ys = ({m: cur[m] for m in exported}, {m: st[m] for m in traced_neurons})
+            return {"s": st, "buf": new_buf, "ring": new_ring}, ys
+
+        carry, (outs, states) = lax.scan(body, carry0, xs, length=self.steps,
+                                           unroll=prog.options.unroll)
+        for m in members:
+            self._keep(m, **carry["s"].get(m, {}))
+            if m in carry["buf"]:
+                self._keep(m, buffer=carry["buf"][m])
+            if m in outs:
+                self.full[m] = outs[m]
+        for m in members:
+            if m in rings:
+                self._keep(m, history=carry["ring"][m])
+            elif m in prog.history:
+                big_d = prog.history[m]
+                padded = self._padded(m)
+                self._keep(m, history=padded[padded.shape[0] - big_d:])
+            if m in self.trace:
+                self._record(m, self.full[m], states.get(m))
+
+    # -- end -------------------------------------------------------------------------------
+    def finish_state(self) -> StateDict:
+        """The new state in graph node order (same keys as the carried-in state)."""
+        out: StateDict = {}
+        for n in self.graph.nodes:
+            if n.id in self.new_state:
+                entry = self.new_state[n.id]
+                out[n.id] = {k: entry[k] for k in sorted(entry)}
+        return out

@@ -1,0 +1,378 @@
+r"""Lowering rules: one per op class, in the table :data:`LOWERINGS`.
+
+A rule says what one node computes, independent of how the schedule runs it. There are
+three kinds:
+
+* ``map`` (stateless ops): ``apply(ctx, x) -> y`` where ``x`` is ``[N, *in_shape]`` with one
+  leading axis of independent samples. A layerwise segment calls it once with
+  ``N = T*B`` (one matmul/conv over the whole time axis); a stepwise segment calls it with
+  ``N = B`` inside its scan.
+* ``neuron`` (stateful elementwise ops): ``prepare(ctx) -> consts`` runs once per call,
+  outside any loop (``h/tau``, ``exp(-h/tau)``, defaults; it reads the traced params, so
+  gradients reach ``tau``); ``step(ctx, consts, state, x) -> (y, state)`` is one time step
+  on ``[B, *shape]``. Layerwise segments scan ``step`` over time; stepwise segments call it
+  in their scan body.
+* ``delay`` (``snn.delay``): handled by :func:`delay_full` (a shift of the whole time axis
+  with the carried-in buffer prepended) and :func:`delay_step` / :func:`delay_push` (a ring
+  of the last ``K`` inputs inside a scan).
+
+Formulas follow ``nir-euler-v1`` term by term in the same order as the reference
+interpreter, so float32 results match it to rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from spikejit.errors import LoweringError
+from spikejit.ir.graph import Graph, Node
+from spikejit.ir.ops import (
+    IF,
+    LI,
+    LIF,
+    PARAM_DEFAULTS,
+    Affine,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    CubaLI,
+    CubaLIF,
+    Delay,
+    Flatten,
+    Input,
+    Integrator,
+    Linear,
+    Op,
+    Output,
+    Scale,
+    SumPool2d,
+    Threshold,
+)
+
+Array = jax.Array
+State = Mapping[str, Array]
+SpikeFn = Callable[[Array, Array], Array]
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """Everything a rule reads besides its input and state.
+
+    Attributes:
+        node: The node (typed).
+        p: Every parameter field of the op: the (traced) array, or the ``PARAM_DEFAULTS``
+            value as a Python float for an omitted optional neuron parameter; an omitted
+            conv bias is absent.
+        h: The time step ``dt`` (``None`` when the graph has none; no rule then reads it).
+        reset: Effective reset mode (the node's own, else the graph's).
+        cuba_current: ``"post"`` or ``"pre"``.
+        method: ``"euler"`` or ``"exp"``.
+        spike: ``spike(v, threshold) -> z`` with the chosen surrogate bound.
+        detach_reset: Whether the reset term is cut from autodiff (the spike still is not).
+    """
+
+    node: Node
+    p: Mapping[str, Any]
+    h: float | None
+    reset: str
+    cuba_current: str
+    method: str
+    spike: SpikeFn
+    detach_reset: bool
+
+
+def node_context(graph: Graph, node: Node, params: Mapping[str, Array], spike: SpikeFn,
+                 detach_reset: bool) -> NodeContext:
+    """Resolve a node's parameters and options (see :class:`NodeContext`)."""
+    op = node.op
+    p: dict[str, Any] = {}
+    for name in op.param_fields():
+        ref = getattr(op, name)
+        if ref is not None:
+            p[name] = params[ref.name]
+        elif name in PARAM_DEFAULTS:
+            p[name] = PARAM_DEFAULTS[name]
+    reset = getattr(op, "reset", None) or graph.attrs.reset
+    return NodeContext(node, p, graph.attrs.dt, reset, graph.attrs.cuba_current,
+                       graph.attrs.method, spike, detach_reset)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one op class lowers (see the module docstring for the three kinds)."""
+
+    kind: str
+    apply: Callable[..., Any]
+    prepare: Callable[[NodeContext], dict[str, Any]] | None = None
+
+
+# -- stateless ops ------------------------------------------------------------------------
+def _identity(ctx: NodeContext, x: Array) -> Array:
+    return x
+
+
+def _matvec(w: Array, x: Array) -> Array:
+    """``y[n, ..., o] = sum_i w[..., o, i] * x[n, ..., i]``."""
+    if w.ndim == 2:
+        # Contract x's last axis with the weight's last axis: the weight stays [out, in]
+        # (the fast layout inside scans, PERF_NOTES) and no transpose is materialised.
+        return lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())))
+    return jnp.matmul(w, x[..., None])[..., 0]
+
+
+def _affine(ctx: NodeContext, x: Array) -> Array:
+    return _matvec(ctx.p["weight"], x) + ctx.p["bias"]
+
+
+def _linear(ctx: NodeContext, x: Array) -> Array:
+    return _matvec(ctx.p["weight"], x)
+
+
+def _scale(ctx: NodeContext, x: Array) -> Array:
+    return x * ctx.p["scale"]
+
+
+def _conv(ctx: NodeContext, x: Array) -> Array:
+    op = ctx.node.op
+    assert isinstance(op, Conv1d | Conv2d)
+    spatial = "HW"[: op.ndim]
+    dims = ("NC" + spatial, "OI" + spatial, "NC" + spatial)
+    y = lax.conv_general_dilated(
+        x, ctx.p["weight"], window_strides=op.stride, padding=op.pads(),
+        rhs_dilation=op.dilation, feature_group_count=op.groups, dimension_numbers=dims,
+    )
+    if "bias" in ctx.p:
+        y = y + jnp.reshape(ctx.p["bias"], (-1,) + (1,) * op.ndim)
+    return y
+
+
+def _window_sum(op: SumPool2d | AvgPool2d, x: Array) -> Array:
+    pads = ((0, 0), (0, 0), *((p, p) for p in op.padding))
+    return lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, (1, 1, *op.kernel_size),
+                             (1, 1, *op.stride), pads)
+
+
+def _sumpool(ctx: NodeContext, x: Array) -> Array:
+    assert isinstance(ctx.node.op, SumPool2d)
+    return _window_sum(ctx.node.op, x)
+
+
+def _avgpool(ctx: NodeContext, x: Array) -> Array:
+    op = ctx.node.op
+    assert isinstance(op, AvgPool2d)
+    kh, kw = op.kernel_size
+    # Padding counts towards the average (torch count_include_pad=True).
+    return _window_sum(op, x) / jnp.asarray(kh * kw, x.dtype)
+
+
+def _flatten(ctx: NodeContext, x: Array) -> Array:
+    assert ctx.node.type is not None
+    return jnp.reshape(x, (x.shape[0], *ctx.node.type.shape))
+
+
+def _threshold(ctx: NodeContext, x: Array) -> Array:
+    return ctx.spike(x, ctx.p["threshold"])
+
+
+# -- neurons --------------------------------------------------------------------------------
+def _h(ctx: NodeContext) -> float:
+    if ctx.h is None:
+        raise LoweringError("needs the time step, but the graph attribute dt is not set",
+                            node_id=ctx.node.id, op_name=ctx.node.op.mnemonic, loc=ctx.node.loc)
+    return ctx.h
+
+
+def _leak_consts(ctx: NodeContext, tau: Array) -> Array:
+    """``h/tau`` (euler) or ``exp(-h/tau)`` (exp), computed once per call from the params."""
+    h = _h(ctx)
+    return jnp.exp(-h / tau) if ctx.method == "exp" else h / tau
+
+
+def _leak(ctx: NodeContext, k: Any, drive: Array, v: Array) -> Array:
+    """One step of ``tau dv/dt = v_leak - v + r*drive``; ``k`` from :func:`_leak_consts`."""
+    p = ctx.p
+    if ctx.method == "exp":
+        v_inf = p["v_leak"] + p["r"] * drive
+        return v_inf + (v - v_inf) * k
+    return v + k * (p["v_leak"] - v + p["r"] * drive)
+
+
+def _synapse(ctx: NodeContext, k: Any, x: Array, i: Array) -> Array:
+    """One step of ``tau_syn dI/dt = -I + w_in*x``; ``k`` from :func:`_leak_consts`."""
+    w_in = ctx.p["w_in"]
+    if ctx.method == "exp":
+        i_inf = w_in * x
+        return i_inf + (i - i_inf) * k
+    return i + k * (-i + w_in * x)
+
+
+def _fire(ctx: NodeContext, v: Array) -> tuple[Array, Array]:
+    """Spike and reset: ``(z, v after reset)``."""
+    z = ctx.spike(v, ctx.p["v_threshold"])
+    # Reset through the surrogate or not: snnTorch and SpyTorch detach it by default, which
+    # keeps the gradient of a spike train a sum of per-step surrogate terms.
+    zr = lax.stop_gradient(z) if ctx.detach_reset else z
+    if ctx.reset == "value":
+        v_new = jnp.where(z > 0, ctx.p["v_reset"], v)
+        if not ctx.detach_reset:
+            # Forward value unchanged (exactly + 0); backward sees d/dz of z*(v_reset - v).
+            v_new = v_new + (zr - lax.stop_gradient(zr)) * (ctx.p["v_reset"] - v)
+        return z, v_new
+    if ctx.reset == "subtract":
+        return z, v - ctx.p["v_threshold"] * zr
+    return z, v
+
+
+def _prep_integrate(ctx: NodeContext) -> dict[str, Any]:
+    return {"hr": _h(ctx) * ctx.p["r"]}
+
+
+def _integrator(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    v = s["v"] + c["hr"] * x
+    return v, {"v": v}
+
+
+def _if(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    v = s["v"] + c["hr"] * x
+    z, v = _fire(ctx, v)
+    return z, {"v": v}
+
+
+def _prep_leak(ctx: NodeContext) -> dict[str, Any]:
+    return {"k": _leak_consts(ctx, ctx.p["tau"])}
+
+
+def _li(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    v = _leak(ctx, c["k"], x, s["v"])
+    return v, {"v": v}
+
+
+def _lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    z, v = _fire(ctx, _leak(ctx, c["k"], x, s["v"]))
+    return z, {"v": v}
+
+
+def _prep_cuba(ctx: NodeContext) -> dict[str, Any]:
+    return {"ks": _leak_consts(ctx, ctx.p["tau_syn"]), "km": _leak_consts(ctx, ctx.p["tau_mem"])}
+
+
+def _cuba(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, Array]:
+    i_new = _synapse(ctx, c["ks"], x, s["i"])
+    current = i_new if ctx.cuba_current == "post" else s["i"]
+    return i_new, _leak(ctx, c["km"], current, s["v"])
+
+
+def _cuba_li(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    i, v = _cuba(ctx, c, s, x)
+    return v, {"i": i, "v": v}
+
+
+def _cuba_lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    i, v = _cuba(ctx, c, s, x)
+    z, v = _fire(ctx, v)
+    return z, {"i": i, "v": v}  # the current is never reset
+
+
+# -- delay ------------------------------------------------------------------------------------
+def delay_steps(node: Node) -> tuple[int, ...]:
+    """The per-element delays of a ``snn.delay`` node (one value, or one per element)."""
+    op = node.op
+    assert isinstance(op, Delay) and node.type is not None
+    return op.steps
+
+
+def _select(node: Node, pick: Callable[[int], Array]) -> Array:
+    """``y[..., e] = pick(k_e)[..., e]`` over the distinct delays ``k`` of ``node``."""
+    steps = delay_steps(node)
+    distinct = sorted(set(steps))
+    if len(distinct) == 1:
+        return pick(distinct[0])
+    assert node.type is not None
+    per_elem = jnp.asarray(steps).reshape(node.type.shape)
+    out = pick(distinct[0])
+    for k in distinct[1:]:
+        out = jnp.where(per_elem == k, pick(k), out)
+    return out
+
+
+def delay_full(node: Node, x: Array, buffer: Array | None) -> tuple[Array, Array | None]:
+    """Layerwise delay: ``y[t] = x[t-k]`` over the whole ``[T, B, ...]`` axis.
+
+    Args:
+        node: The ``snn.delay`` node.
+        x: Its summed input over time.
+        buffer: The last ``K = max_steps`` inputs before this call (``None`` when K = 0).
+
+    Returns:
+        ``(y, new_buffer)``, the new buffer being the last K inputs (oldest first).
+    """
+    if buffer is None:
+        return x, None
+    big_k, steps = buffer.shape[0], x.shape[0]
+    joined = jnp.concatenate([buffer, x], axis=0)  # joined[K + t] = x[t]
+    y = _select(node, lambda k: lax.slice_in_dim(joined, big_k - k, big_k - k + steps, axis=0))
+    return y, joined[joined.shape[0] - big_k:]
+
+
+def delay_step(node: Node, buffer: Array | None, x: Array | None) -> Array:
+    """Stepwise delay output at step t from the buffer (and ``x[t]`` if some delay is 0)."""
+    if buffer is None:
+        assert x is not None
+        return x
+    big_k = buffer.shape[0]
+
+    def pick(k: int) -> Array:
+        if k == 0:
+            assert x is not None
+            return x
+        return buffer[big_k - k]
+
+    return _select(node, pick)
+
+
+def delay_push(buffer: Array, x: Array) -> Array:
+    """The buffer after step t: drop the oldest input, append ``x[t]``."""
+    return jnp.concatenate([buffer[1:], x[None]], axis=0)
+
+
+def _delay_marker(*args: Any) -> Any:  # pragma: no cover - never called
+    raise AssertionError("snn.delay is lowered by delay_full/delay_step")
+
+
+#: One rule per op class; a test checks that every op in ``spikejit.ir.ops.OPS`` has one.
+LOWERINGS: dict[type[Op], Rule] = {
+    Input: Rule("map", _identity),
+    Output: Rule("map", _identity),
+    Affine: Rule("map", _affine),
+    Linear: Rule("map", _linear),
+    Scale: Rule("map", _scale),
+    Conv1d: Rule("map", _conv),
+    Conv2d: Rule("map", _conv),
+    SumPool2d: Rule("map", _sumpool),
+    AvgPool2d: Rule("map", _avgpool),
+    Flatten: Rule("map", _flatten),
+    Threshold: Rule("map", _threshold),
+    Delay: Rule("delay", _delay_marker),
+    Integrator: Rule("neuron", _integrator, _prep_integrate),
+    IF: Rule("neuron", _if, _prep_integrate),
+    LI: Rule("neuron", _li, _prep_leak),
+    LIF: Rule("neuron", _lif, _prep_leak),
+    CubaLI: Rule("neuron", _cuba_li, _prep_cuba),
+    CubaLIF: Rule("neuron", _cuba_lif, _prep_cuba),
+}
+
+
+def rule_for(graph: Graph, node: Node) -> Rule:
+    """The rule of ``node``'s op; :class:`LoweringError` naming the node if there is none."""
+    rule = LOWERINGS.get(type(node.op))
+    if rule is None:
+        have = ", ".join(sorted(cls.mnemonic for cls in LOWERINGS))
+        raise graph.error(LoweringError, node.id,
+                          f"no lowering for {node.op.mnemonic}; have {have}")
+    return rule
