@@ -37,6 +37,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _INT = re.compile(r"\d+")
 _R = TypeVar("_R")
+_JSON = json.JSONDecoder()
 _GRAPH_ATTRS = tuple(f.name for f in dataclasses.fields(GraphAttrs))
 _KEYWORD_VALUES: dict[str, Any] = {
     "none": None,
@@ -156,7 +157,7 @@ class _Parser:
         """A JSON string literal at the cursor."""
         start = self.pos
         try:
-            value, end = json.JSONDecoder().raw_decode(self.text, self.pos)
+            value, end = _JSON.raw_decode(self.text, self.pos)
         except json.JSONDecodeError as e:
             if e.msg.startswith(("Unterminated string", "Invalid control character")):
                 raise self.error("unterminated string: strings are JSON, with line breaks "
