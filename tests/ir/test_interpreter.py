@@ -91,15 +91,16 @@ def test_lif_constant_input_follows_the_closed_form_euler_recurrence() -> None:
 
 def test_if_spikes_every_ceil_theta_over_h_r_x_steps() -> None:
     # Dyadic values: every partial sum is exact, and no ratio is an integer.
-    xs = np.array([0.375, 0.625, 0.15625])
-    g = graph(inp("x", (3,)), node("n", IF(v_threshold=ref("n.th")), "x"), out("y", "n"), dt=0.5)
-    z = interpret(g, params_for(g, n_th=1.0), np.broadcast_to(xs, (40, 2, 3)))
-    for e, xe in enumerate(xs):
-        period = math.ceil(1.0 / (0.5 * 1.0 * xe))
+    xs, r = np.array([0.375, 0.3125, 0.15625]), np.array([1.0, 2.0, 1.0])
+    n = IF(v_threshold=ref("n.th"), r=ref("n.r", (3,)))
+    g = graph(inp("x", (3,)), node("n", n, "x"), out("y", "n"), dt=0.5)
+    z = interpret(g, params_for(g, n_th=1.0, n_r=r), np.broadcast_to(xs, (40, 2, 3)))
+    periods = [math.ceil(1.0 / (0.5 * r[e] * xs[e])) for e in range(3)]
+    assert periods == [6, 4, 13]
+    for e, period in enumerate(periods):
         expect = [(t + 1) % period == 0 for t in range(40)]
         np.testing.assert_array_equal(z[:, 0, e], expect)
         np.testing.assert_array_equal(z[:, 1, e], expect)
-    assert [math.ceil(1.0 / (0.5 * xe)) for xe in xs] == [6, 4, 13]
 
 
 def test_li_approaches_v_inf_as_the_closed_form_says() -> None:
@@ -180,24 +181,24 @@ def test_cuba_lif_never_resets_the_current() -> None:
 def test_reset_modes(graph_reset: str, node_reset: str | None, effective: str) -> None:
     n = IF(v_threshold=ref("n.th"), v_reset=ref("n.vr"), reset=node_reset)
     g = graph(inp("x", ()), node("n", n, "x"), out("y", "n"), dt=0.5, reset=graph_reset)
-    z, tr = interpret(g, params_for(g, n_th=1.0, n_vr=0.0625), np.full((30, 1), 0.375),
+    z, tr = interpret(g, params_for(g, n_th=0.8125, n_vr=0.25), np.full((30, 1), 0.375),
                       trace=["n"])
     v = tr["n"]["v"][:, 0]
     # Exact dyadic arithmetic: each step adds 0.1875.
     expect_z, expect_v, vv = [], [], 0.0
     for _ in range(30):
         vv += 0.1875
-        spike = vv > 1.0
+        spike = vv > 0.8125
         if spike and effective == "value":
-            vv = 0.0625
+            vv = 0.25
         elif spike and effective == "subtract":
-            vv -= 1.0
+            vv -= 0.8125
         expect_z.append(float(spike))
         expect_v.append(vv)
     np.testing.assert_array_equal(z[:, 0], expect_z)
     np.testing.assert_array_equal(v, expect_v)
-    # subtract: v = 1.0 exactly at t = 15 does not fire (strict), so the third spike is t = 16.
-    first = {"value": [5, 11, 17], "subtract": [5, 10, 16], "none": [5, 6, 7]}[effective]
+    # value: v = 0.8125 exactly at t = 7 does not fire (strict), so the second spike is t = 8.
+    first = {"value": [4, 8, 12], "subtract": [4, 8, 13], "none": [4, 5, 6]}[effective]
     assert np.flatnonzero(z[:, 0]).tolist()[:3] == first
 
 
