@@ -176,6 +176,10 @@ def test_verify_params() -> None:
         (lambda: O.Linear(weight=1.0),
          "nn.linear: attribute 'weight' must be a parameter reference (@name: type) or omitted, "
          "got 1.0"),
+        (lambda: O.LIF(tau=None, v_threshold=ParamRef("v", f32())),
+         "snn.lif: parameter 'tau' is required (@name: type), got None"),
+        (lambda: O.Affine(weight=None, bias=ParamRef("b", f32(4))),
+         "nn.affine: parameter 'weight' is required (@name: type), got None"),
     ],
 )
 def test_op_attribute_errors(build, message) -> None:

@@ -50,7 +50,11 @@ class Op:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if _is_param_field(f) and value is not None and not isinstance(value, ParamRef):
+            if not _is_param_field(f) or isinstance(value, ParamRef):
+                continue
+            if value is None and f.default is dataclasses.MISSING:
+                self._fail(f"parameter {f.name!r} is required (@name: type), got None")
+            if value is not None:
                 self._fail(f"attribute {f.name!r} must be a parameter reference (@name: type)"
                            f" or omitted, got {value!r}")
         self.validate()
