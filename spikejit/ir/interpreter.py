@@ -64,7 +64,7 @@ Array = np.ndarray
 StateDict = dict[str, dict[str, Array]]
 
 
-def _dims(shape: Iterable[int]) -> str:
+def _dims(shape: Iterable[object]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
@@ -151,8 +151,9 @@ def _check_inputs(graph: Graph, x: Any, dtype: np.dtype) -> tuple[dict[str, Arra
                              f"expected a dict with keys {listed}")
         extra = [k for k in x if k not in names]
         if extra:
-            raise ParamError(f"input data has unexpected key(s) "
-                             f"{', '.join(repr(k) for k in extra)}: the graph's inputs are {listed}")
+            keys = ", ".join(repr(k) for k in extra)
+            raise ParamError(f"input data has unexpected key(s) {keys}: the graph's inputs are "
+                             f"{listed}")
         raw = {n: x[n] for n in names}
     elif len(names) == 1:
         raw = {names[0]: x}

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers_interp import graph, inp, node, out, params_for, ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import graphs, random_input, random_params
 
 from spikejit.errors import OptionError, ParamError, VerifyError
 from spikejit.ir import Use
@@ -435,6 +440,51 @@ def test_bool_and_int_inputs_are_accepted_and_zero_steps_give_empty_outputs() ->
     np.testing.assert_array_equal(y[:, 0], [[1, 0], [2, 1]])
     y0, s0 = interpret(g, {}, np.zeros((0, 3, 2), dtype=int), return_state=True)
     assert y0.shape == (0, 3, 2) and s0 == {"i": {"v": pytest.approx(np.zeros((3, 2)))}}
+
+
+# -- properties on random graphs ----------------------------------------------------------------
+def _flat(y):
+    return y if isinstance(y, dict) else {"": y}
+
+
+@settings(max_examples=25, deadline=None)
+@given(graphs(max_nodes=6), st.integers(2, 9), st.sampled_from(["euler", "exp"]),
+       st.integers(0, 2**16))
+def test_random_graphs_continue_exactly_from_carried_state(g, steps, method, seed) -> None:
+    g = g.replace(attrs=dataclasses.replace(g.attrs, method=method))
+    p, x = random_params(g, seed), random_input(g, steps, 2, seed)
+    y, s, tr = interpret(g, p, x, return_state=True, trace=True)
+    spec = state_spec(g, 2)
+    assert {k: {v: a.shape for v, a in e.items()} for k, e in s.items()} == spec
+    for n in g.nodes:
+        assert tr[n.id]["out"].shape == (steps, 2, *n.type.shape)
+        if n.op.spiking:
+            assert set(np.unique(tr[n.id]["out"])) <= {0.0, 1.0}
+    for k, v in _flat(y).items():
+        np.testing.assert_array_equal(v, tr[k or g.outputs[0]]["out"])
+    half = steps // 2
+    cut = (lambda a, b: {k: v[a:b] for k, v in x.items()}) if isinstance(x, dict) else (
+        lambda a, b: x[a:b])
+    y_a, s_a = interpret(g, p, cut(0, half), return_state=True)
+    y_b, s_b = interpret(g, p, cut(half, steps), state=s_a, return_state=True)
+    for k, v in _flat(y).items():
+        np.testing.assert_array_equal(np.concatenate([_flat(y_a)[k], _flat(y_b)[k]]), v)
+    for k in s:
+        for var in s[k]:
+            np.testing.assert_array_equal(s_b[k][var], s[k][var])
+
+
+@settings(max_examples=25, deadline=None)
+@given(graphs(max_nodes=6), st.randoms(use_true_random=False))
+def test_results_do_not_depend_on_the_print_order_of_nodes(g, rnd) -> None:
+    p, x = random_params(g, 1), random_input(g, 6, 2, 1)
+    nodes = list(g.nodes)
+    rnd.shuffle(nodes)
+    shuffled = g.with_nodes(nodes)
+    y1, y2 = _flat(interpret(g, p, x)), _flat(interpret(shuffled, p, x))
+    assert y1.keys() == y2.keys()
+    for k in y1:
+        np.testing.assert_array_equal(y1[k], y2[k])
 
 
 # -- errors ----------------------------------------------------------------------------------------
