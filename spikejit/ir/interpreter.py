@@ -266,6 +266,65 @@ def _operand(node: Node, out: Mapping[str, Array], state: StateDict) -> Array:
     return total
 
 
+def _simulate(graph: Graph, ctxs: Mapping[str, StepContext], data: Mapping[str, Array],
+              st: StateDict, spec: Mapping[str, Mapping[str, tuple[int, ...]]],
+              traced: tuple[str, ...], steps: int, batch: int,
+              dt: np.dtype) -> dict[str, dict[str, Array]]:
+    """Run all steps, updating ``st`` in place; return the recorded outputs and traces
+    (``record[id]["out"]`` for every output and traced node, plus traced state vars)."""
+    order = [graph.node(nid) for nid in step_order(graph)]
+    record: dict[str, dict[str, Array]] = {}
+    for nid in (*graph.outputs, *traced):
+        node = graph.node(nid)
+        names = ("out", *node.op.state_vars) if nid in traced else ("out",)
+        record[nid] = {k: np.zeros((steps, batch, *_type_shape(node)), dt) for k in names}
+
+    for t in range(steps):
+        out: dict[str, Array] = {}
+        fed: dict[str, Array] = {}
+        for node in order:
+            if isinstance(node.op, Input):
+                operand: Array | None = data[node.id][t]
+            elif node.op.depends_same_step():
+                operand = _operand(node, out, st)
+            else:
+                # A snn.delay with every delay >= 1 runs before its producers; it reads
+                # only its buffer now and takes its step-t input after the step.
+                operand = None
+            rule = INTERPRETER_RULES.get(type(node.op))
+            if rule is None:
+                raise graph.error(IRError, node.id,
+                                  f"has no interpreter rule for {node.op.mnemonic}")
+            y, new_vars = rule(ctxs[node.id], operand, st.get(node.id, {}))
+            want = (batch, *_type_shape(node))
+            if y.shape != want or y.dtype != dt:
+                raise graph.error(IRError, node.id,
+                                  f"interpreter computed {y.dtype} {_dims(y.shape)}, but the "
+                                  f"node's type needs {dt} {_dims(want)} (an internal bug)")
+            out[node.id] = y
+            if operand is not None:
+                fed[node.id] = operand
+            if new_vars:
+                st[node.id] = {**st[node.id], **new_vars}
+        # End of step t: delay buffers take their input (histories not yet shifted, so
+        # delayed uses still read step t-d), then histories take the outputs.
+        for node in graph.nodes:
+            if isinstance(node.op, Delay) and node.op.max_steps >= 1:
+                now = fed[node.id] if node.id in fed else _operand(node, out, st)
+                buf = st[node.id]["buffer"]
+                st[node.id] = {**st[node.id], "buffer": np.concatenate([buf[1:], now[None]])}
+        for node in graph.nodes:
+            if "history" in spec.get(node.id, {}):
+                hist = st[node.id]["history"]
+                st[node.id] = {**st[node.id],
+                               "history": np.concatenate([hist[1:], out[node.id][None]])}
+        for nid, arrays in record.items():
+            for name, arr in arrays.items():
+                arr[t] = out[nid] if name == "out" else st[nid][name]
+
+    return record
+
+
 def interpret(
     graph: Graph,
     params: Mapping[str, Any],
@@ -300,69 +359,22 @@ def interpret(
     Raises:
         VerifyError: The graph is malformed (or names a node the message shows).
         ParamError: ``params``, ``x`` or ``state`` do not match the graph.
-        OptionError: ``dtype`` or ``trace`` is invalid.
+        OptionError: ``graph`` is not a Graph, or ``dtype`` or ``trace`` is invalid.
     """
+    if not isinstance(graph, Graph):
+        raise OptionError(f"graph must be a spikejit.ir.Graph, got {type(graph).__name__}")
     dt = _check_dtype(dtype)
     verify(graph)
     verify_params(graph, params)
     graph = _typed(graph)
-    data, steps, batch = _check_inputs(graph, x, dt)
-    traced = _check_trace(graph, trace)
-    spec = state_spec(graph, batch)
-    st = initial_state(graph, batch, dt) if state is None else _check_state(state, spec, dt)
-    ctxs = _contexts(graph, params, dt)
-    order = [graph.node(nid) for nid in step_order(graph)]
-
-    record: dict[str, dict[str, Array]] = {}
-    for nid in (*graph.outputs, *traced):
-        node = graph.node(nid)
-        names = ("out", *node.op.state_vars) if nid in traced else ("out",)
-        record[nid] = {k: np.zeros((steps, batch, *_type_shape(node)), dt) for k in names}
-
+    # IEEE semantics without warnings, as in the compiled model (casts included).
     with np.errstate(all="ignore"):
-        for t in range(steps):
-            out: dict[str, Array] = {}
-            fed: dict[str, Array] = {}
-            for node in order:
-                if isinstance(node.op, Input):
-                    operand: Array | None = data[node.id][t]
-                elif node.op.depends_same_step():
-                    operand = _operand(node, out, st)
-                else:
-                    # A snn.delay with every delay >= 1 runs before its producers; it reads
-                    # only its buffer now and takes its step-t input after the step.
-                    operand = None
-                rule = INTERPRETER_RULES.get(type(node.op))
-                if rule is None:
-                    raise graph.error(IRError, node.id,
-                                      f"has no interpreter rule for {node.op.mnemonic}")
-                y, new_vars = rule(ctxs[node.id], operand, st.get(node.id, {}))
-                want = (batch, *_type_shape(node))
-                if y.shape != want or y.dtype != dt:
-                    raise graph.error(IRError, node.id,
-                                      f"interpreter computed {y.dtype} {_dims(y.shape)}, but the "
-                                      f"node's type needs {dt} {_dims(want)} (an internal bug)")
-                out[node.id] = y
-                if operand is not None:
-                    fed[node.id] = operand
-                if new_vars:
-                    st[node.id] = {**st[node.id], **new_vars}
-            # End of step t: delay buffers take their input (histories not yet shifted, so
-            # delayed uses still read step t-d), then histories take the outputs.
-            for node in graph.nodes:
-                if isinstance(node.op, Delay) and node.op.max_steps >= 1:
-                    now = fed[node.id] if node.id in fed else _operand(node, out, st)
-                    buf = st[node.id]["buffer"]
-                    st[node.id] = {**st[node.id], "buffer": np.concatenate([buf[1:], now[None]])}
-            for node in graph.nodes:
-                if "history" in spec.get(node.id, {}):
-                    hist = st[node.id]["history"]
-                    st[node.id] = {**st[node.id],
-                                   "history": np.concatenate([hist[1:], out[node.id][None]])}
-            for nid, arrays in record.items():
-                for name, arr in arrays.items():
-                    arr[t] = out[nid] if name == "out" else st[nid][name]
-
+        data, steps, batch = _check_inputs(graph, x, dt)
+        traced = _check_trace(graph, trace)
+        spec = state_spec(graph, batch)
+        st = initial_state(graph, batch, dt) if state is None else _check_state(state, spec, dt)
+        record = _simulate(graph, _contexts(graph, params, dt), data, st, spec, traced,
+                           steps, batch, dt)
     outputs = graph.outputs
     y_all: Any = (record[outputs[0]]["out"] if len(outputs) == 1
                   else {nid: record[nid]["out"] for nid in outputs})

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -560,7 +559,18 @@ def test_option_errors() -> None:
     assert str(e.value) == "dtype must be a numpy floating dtype, got int32"
 
 
+def test_overflow_gives_inf_silently_like_ieee() -> None:
+    g = graph(inp("x", (2,)), node("i", Integrator(), "x"), out("y", "i"), dt=1.0)
+    y = interpret(g, {}, np.array([[[1e300, -1e300]], [[1e300, 1.0]]]), dtype=np.float32)
+    np.testing.assert_array_equal(y[:, 0], [[np.inf, -np.inf], [np.inf, -np.inf]])
+    y = interpret(g, {}, np.array([[[1e308, 0.0]], [[1e308, 1.0]]]))
+    assert y[1, 0, 0] == np.inf
+
+
 def test_graph_and_params_are_verified_first() -> None:
+    with pytest.raises(OptionError) as e:
+        interpret("graph", {}, np.zeros((1, 1, 3)))  # type: ignore[arg-type]
+    assert str(e.value) == "graph must be a spikejit.ir.Graph, got str"
     g = graph(*_small().nodes, dt=None)
     with pytest.raises(VerifyError, match=r"^%lif \(snn.lif\): needs the time step"):
         interpret(g, params_for(g, lif_tau=0.01, lif_th=1.0), np.zeros((5, 2, 3)))
