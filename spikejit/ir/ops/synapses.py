@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, final
 
+import numpy as np
+
 from spikejit.ir.ops.base import Op, OpError, int_tuple, param, set_field
 from spikejit.ir.types import ParamRef, TensorType, broadcastable
 
@@ -23,9 +25,10 @@ def _matmul_type(op: Op, weight: ParamRef, bias: ParamRef | None, x: TensorType)
             f"@{weight.name} expects {w[-1]} (weight shape {list(w)})"
         )
     lead_w, lead_x = w[:-2], x.shape[:-1]
-    if not broadcastable(lead_w, lead_x) and not broadcastable(lead_x, lead_w):
-        raise OpError(f"input {x} leading axes do not broadcast with weight {list(w)}")
-    lead = lead_x if len(lead_x) >= len(lead_w) else lead_w
+    try:
+        lead = tuple(int(d) for d in np.broadcast_shapes(lead_w, lead_x))
+    except ValueError:
+        raise OpError(f"input {x} leading axes do not broadcast with weight {list(w)}") from None
     out = (*lead, w[-2])
     if bias is not None and not broadcastable(bias.type.shape, out):
         raise OpError(f"bias @{bias.name} shape {list(bias.type.shape)} does not broadcast "
