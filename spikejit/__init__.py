@@ -32,6 +32,9 @@ _LAZY: dict[str, str] = {
     "from_nir": "spikejit.frontends.nir_import",
     "to_nir": "spikejit.frontends.nir_export",
     "write_nir": "spikejit.frontends.nir_export",
+    "from_torch": "spikejit.frontends.torch_import",
+    "to_torch_state_dict": "spikejit.frontends.torch_import",
+    "register_torch_module": "spikejit.frontends.torch_import",
     "compile": "spikejit.compiler",
     "CompiledModel": "spikejit.compiler",
     "SURROGATES": "spikejit.lowering.surrogates",
@@ -59,6 +62,11 @@ if TYPE_CHECKING:
     from spikejit.errors import SpikejitError
     from spikejit.frontends.nir_export import to_nir, write_nir
     from spikejit.frontends.nir_import import from_nir
+    from spikejit.frontends.torch_import import (
+        from_torch,
+        register_torch_module,
+        to_torch_state_dict,
+    )
     from spikejit.ir.graph import Graph
     from spikejit.ir.interpreter import interpret
     from spikejit.ir.parser import parse
@@ -76,6 +84,7 @@ __all__ = [
     "compile",
     "errors",
     "from_nir",
+    "from_torch",
     "interpret",
     "ir",
     "load",
@@ -83,8 +92,10 @@ __all__ = [
     "passes",
     "print_graph",
     "register_surrogate",
+    "register_torch_module",
     "save",
     "to_nir",
+    "to_torch_state_dict",
     "verify",
     "write_nir",
 ]
