@@ -39,7 +39,7 @@ DEFAULT_PASSES = ""
 
 #: Options accepted in ``**options`` with their defaults.
 EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad": "jvp",
-                                 "unroll": 1}
+                                 "unroll": 1, "input_shape": None}
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _CACHE_SIZE = 64
@@ -183,7 +183,8 @@ def compile(  # noqa: A001 - the public name the issue asks for
         cuba_current: ``"post"`` or ``"pre"`` (overrides the graph attribute).
         method: ``"euler"`` or ``"exp"`` (overrides the graph attribute).
         **options: ``order`` (``"dfs"``/``"jacobi"``), ``detach_reset`` (bool, default
-            True), ``spike_ad`` (``"jvp"``/``"vjp"``), ``unroll`` (int, scan unrolling).
+            True), ``spike_ad`` (``"jvp"``/``"vjp"``), ``unroll`` (int, scan unrolling),
+            ``input_shape`` (NIR sources only: passed to ``from_nir``).
 
     Returns:
         The :class:`CompiledModel`.
@@ -208,7 +209,8 @@ def compile(  # noqa: A001 - the public name the issue asks for
                                spike_ad=opts["spike_ad"], detach_reset=opts["detach_reset"],
                                unroll=opts["unroll"])
     overrides = {k: v for k, v in (("dt", dt), ("reset", reset), ("cuba_current", cuba_current),
-                                   ("method", method)) if v is not None}
+                                   ("method", method), ("input_shape", opts["input_shape"]))
+                 if v is not None}
     graph, params = load_source(source, overrides)
     pipeline = _pipeline(passes, schedule, opts["order"])
     graph = pipeline(graph)
@@ -216,7 +218,11 @@ def compile(  # noqa: A001 - the public name the issue asks for
 
 
 def load_source(source: Any, overrides: Mapping[str, Any]) -> tuple[Graph, dict[str, Any]]:
-    """``(graph, params)`` from any accepted source, with graph attributes overridden."""
+    """``(graph, params)`` from any accepted source, with graph attributes overridden.
+
+    ``overrides`` holds graph attributes (``dt``, ``reset``, ``cuba_current``, ``method``)
+    and, for NIR sources only, ``input_shape``.
+    """
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], Graph):
         graph, params = source
         if not isinstance(params, Mapping):
@@ -257,6 +263,9 @@ def _from_nir(source: Any, overrides: Mapping[str, Any]) -> tuple[Graph, dict[st
 
 
 def _with_attrs(graph: Graph, overrides: Mapping[str, Any]) -> Graph:
+    if "input_shape" in overrides:
+        raise OptionError("compile: input_shape applies to NIR sources only; this source "
+                          "already has typed inputs")
     if not overrides:
         return graph
     try:

@@ -171,7 +171,7 @@ class Program:
     def check_state(self, state: Any, batch: int) -> StateDict:
         """Validate a carried-in state against the graph (names, shapes); cast dtypes."""
         if not isinstance(state, Mapping):
-            raise OptionError(f"state must be a dict node id -> dict of arrays (as returned "
+            raise ParamError(f"state must be a dict node id -> dict of arrays (as returned "
                               f"with return_state=True), got {type(state).__name__}")
         out: StateDict = {}
         expected_nodes = set()
@@ -183,17 +183,17 @@ class Program:
             entry = state.get(n.id)
             if not isinstance(entry, Mapping) or set(entry) != set(shapes):
                 got = sorted(entry) if isinstance(entry, Mapping) else entry
-                raise OptionError(f"state[{n.id!r}] must hold {sorted(shapes)}, got {got!r}")
+                raise ParamError(f"state[{n.id!r}] must hold {sorted(shapes)}, got {got!r}")
             out[n.id] = {}
             for name, shape in shapes.items():
                 value = entry[name]
                 if tuple(getattr(value, "shape", ())) != shape:
-                    raise OptionError(f"state[{n.id!r}][{name!r}] must have shape {list(shape)}"
+                    raise ParamError(f"state[{n.id!r}][{name!r}] must have shape {list(shape)}"
                                       f", got {list(getattr(value, 'shape', ()))}")
                 out[n.id][name] = jnp.asarray(value, _dtype(n))
         extra = sorted(set(state) - expected_nodes)
         if extra:
-            raise OptionError(f"state has entries for nodes without state: {extra}")
+            raise ParamError(f"state has entries for nodes without state: {extra}")
         return out
 
     # -- inputs and params ---------------------------------------------------------------
@@ -202,13 +202,13 @@ class Program:
         ids = self.graph.inputs
         if isinstance(x, Mapping):
             if set(x) != set(ids):
-                raise OptionError(f"inputs must be keyed by the io.input ids {list(ids)}, "
+                raise ParamError(f"inputs must be keyed by the io.input ids {list(ids)}, "
                                   f"got {sorted(x)}")
             data = dict(x)
         elif len(ids) == 1:
             data = {ids[0]: x}
         else:
-            raise OptionError(f"the graph has several inputs {list(ids)}; pass a dict")
+            raise ParamError(f"the graph has several inputs {list(ids)}; pass a dict")
         out: dict[str, Array] = {}
         tb: tuple[int, int] | None = None
         for nid in ids:
@@ -217,11 +217,11 @@ class Program:
             value = data[nid]
             shape = tuple(getattr(value, "shape", ()))
             if len(shape) != 2 + node.type.rank or shape[2:] != node.type.shape:
-                raise OptionError(f"input %{nid}: expected data [T, B, "
+                raise ParamError(f"input %{nid}: expected data [T, B, "
                                   f"{', '.join(map(str, node.type.shape))}] (time-major), "
                                   f"got shape {list(shape)}")
             if tb is not None and shape[:2] != tb:
-                raise OptionError(f"input %{nid} has [T, B] = {list(shape[:2])}, but other "
+                raise ParamError(f"input %{nid} has [T, B] = {list(shape[:2])}, but other "
                                   f"inputs have {list(tb)}")
             tb = (shape[0], shape[1])
             out[nid] = jnp.asarray(value, _dtype(node))
@@ -236,7 +236,9 @@ class Program:
         refs = self.graph.param_refs()
         missing = sorted(set(refs) - set(params))
         if missing:
-            raise ParamError(f"missing parameter(s) {', '.join('@' + m for m in missing)}")
+            owners = {ref.name: n.id for n in self.graph.nodes for _, ref in n.op.params()}
+            raise ParamError(f"missing parameter(s) {', '.join('@' + m for m in missing)} (used"
+                             f" by {', '.join('%' + owners[m] for m in missing)})")
         extra = sorted(set(params) - set(refs))
         if extra:
             raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "

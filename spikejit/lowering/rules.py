@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from spikejit.errors import LoweringError
@@ -154,7 +155,9 @@ def _conv(ctx: NodeContext, x: Array) -> Array:
 
 def _window_sum(op: SumPool2d | AvgPool2d, x: Array) -> Array:
     pads = ((0, 0), (0, 0), *((p, p) for p in op.padding))
-    return lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, (1, 1, *op.kernel_size),
+    # A concrete (numpy) zero lets JAX pick its differentiable window-sum primitive; a
+    # traced init value would give the generic reduce_window, which has no autodiff rule.
+    return lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, 1, *op.kernel_size),
                              (1, 1, *op.stride), pads)
 
 

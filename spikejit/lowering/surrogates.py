@@ -215,8 +215,8 @@ def _arctan(x: jax.Array, alpha: float) -> jax.Array:
 
 
 def _sigmoid(x: jax.Array, slope: float) -> jax.Array:
-    s = jax.nn.sigmoid(slope * x)
-    return slope * s * (1.0 - s)
+    # sig(-kx) = 1 - sig(kx) without the cancellation of 1 - s in the tails.
+    return slope * jax.nn.sigmoid(slope * x) * jax.nn.sigmoid(-slope * x)
 
 
 def _triangle(x: jax.Array, width: float, height: float) -> jax.Array:
