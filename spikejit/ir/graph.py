@@ -8,6 +8,11 @@ resolved against a separate params dict (``{name: array}``), which is a pytree t
 Edges are stored on the consumer: ``Node.inputs`` is a tuple of :class:`Use` (producer id
 and a delay in steps). Several inputs are summed (NIR fan-in). A use with ``delay=k > 0``
 reads the producer's output from step ``t-k`` (zeros before the start).
+
+Passes that fold parameters add :class:`~spikejit.ir.derived.DerivedParam` entries
+(``Graph.derived``), and record user parameters that nothing reads any more in
+``Graph.retained``, so the parameters a graph takes (:meth:`Graph.user_param_refs`) never
+change under optimisation.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from spikejit.errors import IRError, SpikejitError, VerifyError
+from spikejit.ir.derived import DerivedParam
 from spikejit.ir.ops import Input, Op, Output
 from spikejit.ir.schedule import Schedule
 from spikejit.ir.types import ParamRef, TensorType
@@ -122,12 +128,26 @@ class Node:
 
 @dataclass(frozen=True)
 class Graph:
-    """An immutable SNN graph. Node order is the print order (not necessarily run order)."""
+    """An immutable SNN graph. Node order is the print order (not necessarily run order).
+
+    Attributes:
+        nodes: The nodes, in print order.
+        name: The graph's name.
+        attrs: Graph-level options that change what the graph computes.
+        schedule: How to execute it (set by the ``schedule`` pass), or ``None``.
+        derived: Parameters computed from other parameters (set by folding passes), in
+            dependency order: each reads user parameters or earlier entries only.
+        retained: User parameters that no node and no derivation reads any more (a pass
+            removed their users); they stay part of the graph's parameter signature, so
+            the params pytree stays what the user gave.
+    """
 
     nodes: tuple[Node, ...]
     name: str = "main"
     attrs: GraphAttrs = GraphAttrs()
     schedule: Schedule | None = None
+    derived: tuple[DerivedParam, ...] = ()
+    retained: tuple[ParamRef, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.nodes, tuple):
@@ -137,12 +157,21 @@ class Graph:
                 raise SpikejitError(f"graph @{self.name}: nodes must be Node values, got {n!r}")
         if not isinstance(self.name, str) or not self.name:
             raise SpikejitError(f"graph name {self.name!r} must be a non-empty string")
+        for field_name, cls in (("derived", DerivedParam), ("retained", ParamRef)):
+            value = getattr(self, field_name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, field_name, value := tuple(value))
+            for item in value:
+                if not isinstance(item, cls):
+                    raise SpikejitError(f"graph @{self.name}: {field_name} must hold "
+                                        f"{cls.__name__} values, got {item!r}")
 
     def __hash__(self) -> int:
         # Cached: graphs are jit static arguments and hashed on every call.
         h = self.__dict__.get("_hash")
         if h is None:
-            h = hash((self.nodes, self.name, self.attrs, self.schedule))
+            h = hash((self.nodes, self.name, self.attrs, self.schedule, self.derived,
+                      self.retained))
             object.__setattr__(self, "_hash", h)
         return h
 
@@ -197,11 +226,29 @@ class Graph:
         return max((u.delay for _, u in self.users.get(node_id, ())), default=0)
 
     def param_refs(self) -> dict[str, ParamRef]:
-        """Every parameter reference by name (first occurrence wins; the verifier checks
-        that repeated names agree)."""
+        """Every parameter reference of the nodes by name, derived ones included (first
+        occurrence wins; the verifier checks that repeated names agree)."""
         out: dict[str, ParamRef] = {}
         for n in self.nodes:
             for _, ref in n.op.params():
+                out.setdefault(ref.name, ref)
+        return out
+
+    @cached_property
+    def derived_index(self) -> dict[str, DerivedParam]:
+        """The derived parameters by name."""
+        return {d.name: d for d in self.derived}
+
+    def user_param_refs(self) -> dict[str, ParamRef]:
+        """The parameters the graph takes from the user: every reference of the nodes that
+        is not a derived parameter, then the derivations' arguments that are not derived,
+        then the retained ones (first occurrence wins)."""
+        derived = self.derived_index
+        out: dict[str, ParamRef] = {}
+        refs = [*self.param_refs().values(), *(a for d in self.derived for a in d.args),
+                *self.retained]
+        for ref in refs:
+            if ref.name not in derived:
                 out.setdefault(ref.name, ref)
         return out
 

@@ -18,28 +18,35 @@ from spikejit.ir.types import NUMPY_DTYPE_NAMES
 
 
 def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Default values for every parameter the graph references (see module docstring)."""
+    """Default values for every parameter the graph takes from the user (see module
+    docstring); derived parameters are computed from these, never initialised."""
     rng = np.random.default_rng(seed)
     dt = graph.attrs.dt or 1.0
-    params: dict[str, np.ndarray] = {}
+    user = graph.user_param_refs()
+    # The op field that reads a parameter decides its value; a user parameter that only a
+    # derivation or nothing reads (after optimisation) is known by its name's last part.
+    fields: dict[str, tuple[str, object]] = {}
     for node in graph.nodes:
         for field, ref in node.op.params():
-            if ref.name in params:
-                continue
-            shape = ref.type.shape
-            if field == "weight":
-                fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-                value = rng.normal(0.0, 2.0 / np.sqrt(max(fan_in, 1)), size=shape)
-            elif field in ("tau", "tau_mem", "tau_syn"):
-                value = np.full(shape, 10.0 * dt)
-            elif field in ("v_threshold", "threshold"):
-                value = np.ones(shape)
-            elif field == "r" and isinstance(node.op, Integrator | IF):
-                value = np.full(shape, 1.0 / dt)  # one unit of input moves v by one per step
-            elif field == "scale":
-                value = np.ones(shape)
-            else:
-                value = np.full(shape, PARAM_DEFAULTS.get(field, 0.0))
-            dtype = NUMPY_DTYPE_NAMES[ref.type.dtype]
-            params[ref.name] = np.asarray(value, dtype="float32" if dtype == "bfloat16" else dtype)
+            if ref.name in user:
+                fields.setdefault(ref.name, (field, node.op))
+    params: dict[str, np.ndarray] = {}
+    for name, ref in user.items():
+        field, op = fields.get(name, (name.rsplit(".", 1)[-1], None))
+        shape = ref.type.shape
+        if field == "weight":
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            value = rng.normal(0.0, 2.0 / np.sqrt(max(fan_in, 1)), size=shape)
+        elif field in ("tau", "tau_mem", "tau_syn"):
+            value = np.full(shape, 10.0 * dt)
+        elif field in ("v_threshold", "threshold"):
+            value = np.ones(shape)
+        elif field == "r" and isinstance(op, Integrator | IF):
+            value = np.full(shape, 1.0 / dt)  # one unit of input moves v by one per step
+        elif field == "scale":
+            value = np.ones(shape)
+        else:
+            value = np.full(shape, PARAM_DEFAULTS.get(field, 0.0))
+        dtype = NUMPY_DTYPE_NAMES[ref.type.dtype]
+        params[name] = np.asarray(value, dtype="float32" if dtype == "bfloat16" else dtype)
     return params

@@ -54,6 +54,7 @@ import numpy as np
 
 from spikejit.errors import IRError, OptionError, ParamError
 from spikejit.ir.analysis import step_order
+from spikejit.ir.derived import evaluate as evaluate_derived
 from spikejit.ir.graph import Graph, Node
 from spikejit.ir.interp_rules import INTERPRETER_RULES, StepContext
 from spikejit.ir.ops import PARAM_DEFAULTS, Delay, Input
@@ -339,8 +340,9 @@ def interpret(
 
     Args:
         graph: The graph; verified first (and typed if it is not).
-        params: ``{name: array}`` holding exactly the graph's parameters, each of its
-            declared shape and dtype.
+        params: ``{name: array}`` holding exactly the graph's user parameters
+            (:meth:`~spikejit.ir.graph.Graph.user_param_refs`), each of its declared shape
+            and dtype; derived parameters are computed from them first.
         x: Time-major input ``[T, B, *shape]`` (bool, int or float); a dict keyed by
             ``io.input`` id when the graph has several inputs (allowed for one too).
         state: The state to start from, as returned with ``return_state=True`` (layout in
@@ -373,7 +375,10 @@ def interpret(
         traced = _check_trace(graph, trace)
         spec = state_spec(graph, batch)
         st = initial_state(graph, batch, dt) if state is None else _check_state(state, spec, dt)
-        record = _simulate(graph, _contexts(graph, params, dt), data, st, spec, traced,
+        # Derived parameters are computed in the computation dtype, from the user's
+        # arrays cast to it, so a folded graph runs at the oracle's precision.
+        values = evaluate_derived(graph.derived, params, dt)
+        record = _simulate(graph, _contexts(graph, values, dt), data, st, spec, traced,
                            steps, batch, dt)
     outputs = graph.outputs
     y_all: Any = (record[outputs[0]]["out"] if len(outputs) == 1

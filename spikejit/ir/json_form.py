@@ -1,9 +1,9 @@
 """The stable JSON form of a graph (``spikejit inspect --format json``).
 
-Schema ``spikejit.ir.json/v1`` (documented in ``docs/ir.md``)::
+Schema ``spikejit.ir.json/v2`` (documented in ``docs/ir.md``)::
 
     {
-      "format": "spikejit.ir.json/v1",
+      "format": "spikejit.ir.json/v2",
       "name": "main",
       "attributes": {"dt": 0.001, "reset": "value", "cuba_current": "post", "method": "euler"},
       "nodes": [
@@ -14,10 +14,15 @@ Schema ``spikejit.ir.json/v1`` (documented in ``docs/ir.md``)::
                             "type": {"shape": [4], "dtype": "f32", "spike": false}}},
          "type": {"shape": [4], "dtype": "f32", "spike": true}}
       ],
-      "schedule": [{"kind": "layerwise", "order": "dfs", "nodes": ["fc"]}]   (or null)
+      "schedule": [{"kind": "layerwise", "order": "dfs", "nodes": ["fc"]}],  (or null)
+      "params": {"retained": [{"name": "fc0.bias", "type": {...}}],
+                 "derived": [{"name": "fc.weight.folded", "type": {...}, "fn": "matmul",
+                              "args": [{"name": "fc2.weight", "type": {...}}, ...],
+                              "attributes": {}}]}
     }
 
-Keys are only ever added in a new format version; ``attributes`` holds the non-default
+Version 2 added ``params`` (derived and retained parameters). Keys are only ever added in
+a new format version; ``attributes`` holds the non-default
 static attributes of the op, ``params`` its parameter references (never values).
 """
 
@@ -26,10 +31,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from spikejit.ir.derived import DerivedParam
 from spikejit.ir.graph import Graph, Node
 from spikejit.ir.types import ParamRef, TensorType
 
-FORMAT = "spikejit.ir.json/v1"
+FORMAT = "spikejit.ir.json/v2"
 
 
 def _type(t: TensorType | None) -> dict[str, Any] | None:
@@ -44,6 +50,16 @@ def _value(v: Any) -> Any:
     if isinstance(v, TensorType):
         return _type(v)
     return v
+
+
+def _ref(r: ParamRef) -> dict[str, Any]:
+    return {"name": r.name, "type": _type(r.type)}
+
+
+def _derived(d: DerivedParam) -> dict[str, Any]:
+    return {"name": d.name, "type": _type(d.type), "fn": d.fn,
+            "args": [_ref(a) for a in d.args],
+            "attributes": {k: _value(v) for k, v in d.attrs}}
 
 
 def _node(n: Node) -> dict[str, Any]:
@@ -74,6 +90,8 @@ def to_json_dict(graph: Graph) -> dict[str, Any]:
                        "method": a.method},
         "nodes": [_node(n) for n in graph.nodes],
         "schedule": schedule,
+        "params": {"retained": [_ref(r) for r in graph.retained],
+                   "derived": [_derived(d) for d in graph.derived]},
     }
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from spikejit.errors import IRError, ModelFileError, ParseError, SpikejitError
+from spikejit.ir.derived import DERIVED_FUNCTIONS, DerivedParam
 from spikejit.ir.graph import Graph, GraphAttrs, Node, Use
 from spikejit.ir.ops import OPS, Op
 from spikejit.ir.schedule import SEGMENT_KINDS, Schedule, Segment
@@ -329,6 +330,7 @@ class _Parser:
         node_pos: dict[str, int] = {}
         uses: list[tuple[str, int]] = []
         schedule: Schedule | None = None
+        params: tuple[tuple[ParamRef, ...], tuple[DerivedParam, ...]] | None = None
         while not self.at("}"):
             if self.pos >= len(self.text):
                 raise self.error(f"graph @{name} is not closed: expected '}}' at the end of "
@@ -336,6 +338,8 @@ class _Parser:
             if self.at("%"):
                 if schedule is not None:
                     raise self.error("nodes must come before the schedule block")
+                if params is not None:
+                    raise self.error("nodes must come before the params block")
                 node, operand_pos = self.node()
                 if node.id in node_pos:
                     first = self.line_of(node_pos[node.id])
@@ -344,6 +348,9 @@ class _Parser:
                 node_pos[node.id] = operand_pos[0][1]
                 nodes.append(node)
                 uses.extend(operand_pos[1:])
+            elif self.at("params") and params is None and schedule is None:
+                self.pos += len("params")
+                params = self.params_block()
             elif self.at("schedule") and schedule is None:
                 self.pos += len("schedule")
                 schedule, refs = self.schedule()
@@ -352,6 +359,8 @@ class _Parser:
                 expected = "'%id = op(...)', 'schedule {' or '}'"
                 if schedule is not None:
                     expected = "'}' after the schedule block"
+                elif params is not None:
+                    expected = "'schedule {' or '}' after the params block"
                 raise self.error(f"expected {expected}, found {self.found()}")
         self.expect("}", "to close the graph body")
         self.skip()
@@ -360,7 +369,49 @@ class _Parser:
         for ref, pos in uses:
             if ref not in node_pos:
                 raise self.error(f"%{ref} is not a node of graph @{name}", pos)
-        return self.build(lambda: Graph(tuple(nodes), name, attrs, schedule), 0)
+        retained, derived = params if params is not None else ((), ())
+        return self.build(lambda: Graph(tuple(nodes), name, attrs, schedule, derived, retained),
+                          0)
+
+    def params_block(self) -> tuple[tuple[ParamRef, ...], tuple[DerivedParam, ...]]:
+        """``{ @name: type ... @name: type = fn(@a: type, ...) {attrs} ... }``: retained
+        parameters (no ``=``) first, then derived ones."""
+        self.expect("{", "after 'params'")
+        retained: list[ParamRef] = []
+        derived: list[DerivedParam] = []
+        while not self.at("}"):
+            self.skip()
+            start = self.pos
+            if not self.at("@"):
+                raise self.error(f"expected '@name: type' or '}}' in the params block, found "
+                                 f"{self.found()}")
+            ref = self.param_ref()
+            if not self.accept("="):
+                if derived:
+                    raise self.error(f"retained parameter @{ref.name} must come before the "
+                                     f"derived parameters", start)
+                retained.append(ref)
+                continue
+            self.skip()
+            fn_pos = self.pos
+            fn = self.word(f"a function name for derived parameter @{ref.name}")
+            if fn not in DERIVED_FUNCTIONS:
+                raise self.error(f"unknown function {fn!r} for derived parameter @{ref.name}; "
+                                 f"known: {', '.join(sorted(DERIVED_FUNCTIONS))}", fn_pos)
+            self.expect("(", f"after {fn}")
+            args: list[ParamRef] = []
+            if not self.accept(")"):
+                args.append(self.param_ref())
+                while self.accept(","):
+                    args.append(self.param_ref())
+                self.expect(")", f"to close the arguments of @{ref.name}")
+            items = self.attr_dict(f"@{ref.name}") if self.at("{") else []
+            attrs = tuple((key, value) for key, value, _ in items)
+            make = functools.partial(DerivedParam, ref.name, ref.type, fn, tuple(args), attrs)
+            derived.append(self.build(make, start))
+        self.expect("}", "to close the params block")
+        return tuple(retained), tuple(derived)
+
 
     def graph_attrs(self) -> GraphAttrs:
         start = self.pos

@@ -12,6 +12,14 @@ source locations only with ``debug_info=True``. ``parse(print_graph(g)) == g``.
       %rec = nn.linear(%lif) {weight = @rec.weight: f32[4,4]} : f32[4]
       %y = io.output(%lif) : spike<f32[4]>
     }
+
+Derived and retained parameters (``Graph.derived``, ``Graph.retained``) follow the nodes in
+a ``params`` block, retained ones first, then the derivations in dependency order::
+
+      params {
+        @fc1.bias: f32[5]
+        @fc2.weight.folded: f32[4,3] = matmul(@fc2.weight: f32[4,5], @fc1.weight: f32[5,3])
+      }
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import json
 import math
 from typing import Any
 
+from spikejit.ir.derived import DerivedParam
 from spikejit.ir.graph import Graph, GraphAttrs, Node, Use
 from spikejit.ir.names import format_name
 from spikejit.ir.schedule import Schedule
@@ -85,6 +94,25 @@ def format_attrs(attrs: GraphAttrs) -> str:
     return "{" + ", ".join(items) + "}"
 
 
+def format_derived(d: DerivedParam) -> str:
+    """``@name: type = fn(@arg: type, ...) {key = value}``."""
+    text = f"{d.ref} = {d.fn}(" + ", ".join(str(a) for a in d.args) + ")"
+    if d.attrs:
+        text += " {" + ", ".join(f"{k} = {format_value(v)}" for k, v in d.attrs) + "}"
+    return text
+
+
+def format_params(graph: Graph) -> list[str]:
+    """The ``params { ... }`` block (empty list when there is nothing to declare)."""
+    if not graph.derived and not graph.retained:
+        return []
+    lines = ["params {"]
+    lines += [INDENT + str(ref) for ref in graph.retained]
+    lines += [INDENT + format_derived(d) for d in graph.derived]
+    lines.append("}")
+    return lines
+
+
 def format_schedule(schedule: Schedule) -> list[str]:
     """The ``schedule { ... }`` block, one segment per line."""
     lines = ["schedule {"]
@@ -102,6 +130,7 @@ def print_graph(graph: Graph, *, debug_info: bool = False) -> str:
     """The textual IR of ``graph`` (ends with a newline)."""
     lines = [f"graph @{format_name(graph.name)} attributes {format_attrs(graph.attrs)} {{"]
     lines += [INDENT + format_node(n, debug_info=debug_info) for n in graph.nodes]
+    lines += [INDENT + line for line in format_params(graph)]
     if graph.schedule is not None:
         lines += [INDENT + line for line in format_schedule(graph.schedule)]
     lines.append("}")

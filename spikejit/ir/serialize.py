@@ -8,6 +8,11 @@ A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding:
 * ``__ir__``: a ``uint8`` array of the UTF-8 IR text, printed with source locations;
 * ``param_0``, ``param_1``, ...: the arrays, in the order of the header's ``params`` list.
 
+``version`` is 1 for graphs without a ``params { ... }`` block (derived or retained
+parameters) and 2 for graphs with one, so that a reader that predates the block refuses
+such a file with "upgrade spikejit" instead of a parse error. Only the user's parameters
+are stored; derived ones are computed from them.
+
 Parameter names are stored in the header rather than as member names because names like
 ``S/lif1.tau`` or ``"my layer".w`` are not safe zip member names. ``bf16`` arrays are stored
 as their ``uint16`` bit patterns (``.npy`` has no bfloat16) and viewed back on load. Nothing
@@ -32,10 +37,10 @@ from spikejit.errors import ModelFileError, ParamError, ParseError, SpikejitErro
 from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
 from spikejit.ir.printer import print_graph
-from spikejit.ir.verify import check_array, verify
+from spikejit.ir.verify import check_array, param_owners, verify
 
 FORMAT = "spikejit-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_KEY = "__spikejit__"
 IR_KEY = "__ir__"
 
@@ -69,8 +74,11 @@ def save(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, Any], 
         ModelFileError: The file cannot be written.
     """
     verify(graph, params)
-    names = sorted(graph.param_refs())
-    header = {"format": FORMAT, "version": FORMAT_VERSION, "semantics": SEMANTICS,
+    names = sorted(graph.user_param_refs())
+    # Version 2 only where needed (a params block in the IR text), so version-1 readers
+    # still read every file without one.
+    version = 2 if graph.derived or graph.retained else 1
+    header = {"format": FORMAT, "version": version, "semantics": SEMANTICS,
               "params": names}
     members: dict[str, np.ndarray] = {
         HEADER_KEY: _text_array(json.dumps(header, ensure_ascii=False)),
@@ -148,8 +156,8 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
     if missing_members:
         raise ModelFileError(f"{where} is truncated: member(s) {', '.join(missing_members)} "
                              f"listed in its header are missing")
-    refs = graph.param_refs()
-    owners = {ref.name: n.id for n in graph.nodes for _, ref in n.op.params()}
+    refs = graph.user_param_refs()
+    owners = param_owners(graph)
     unknown = [n for n in names if n not in refs]
     if unknown:
         raise ParamError(f"{where} stores parameter(s) {', '.join('@' + n for n in unknown)} "
@@ -157,7 +165,7 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
     absent = sorted(set(refs) - set(names))
     if absent:
         raise ParamError(f"{where} lacks parameter(s) {', '.join('@' + n for n in absent)} "
-                         f"(used by {', '.join('%' + owners[n] for n in absent)})")
+                         f"(used by {', '.join(owners[n] for n in absent)})")
     params: dict[str, np.ndarray] = {}
     for i, name in enumerate(names):
         array = members[_param_key(i)]

@@ -3,9 +3,11 @@
 Checks, in order: non-empty, unique ids, operands exist, arity per op, at least one input
 and one output, every node reachable from an input, no cycle of same-step dependencies
 (every cycle must carry a delay), types (recomputed by inference and compared with the
-recorded ones), parameter references agree on their declared type, ``dt`` set when an op
-needs it, and a schedule (if present) covering every node once. ``verify_params`` checks a
-params dict against the graph's references.
+recorded ones), parameter references agree on their declared type, derived parameters
+(their functions' type rules, dependency order, no clash with user parameters), ``dt`` set
+when an op needs it, and a schedule (if present) covering every node once.
+``verify_params`` checks a params dict against the parameters the graph takes from the
+user (:meth:`~spikejit.ir.graph.Graph.user_param_refs`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from spikejit.errors import ParamError, ShapeError, VerifyError
 from spikejit.ir.analysis import reachable_from_inputs, same_step_cycle
+from spikejit.ir.derived import DerivedTypeError, derived_type
 from spikejit.ir.graph import Graph
 from spikejit.ir.ops import Input
 from spikejit.ir.shapes import infer_types
@@ -88,17 +91,61 @@ def _verify_types(graph: Graph) -> None:
 
 
 def _verify_param_refs(graph: Graph) -> None:
-    first: dict[str, tuple[str, ParamRef]] = {}
+    # Derived parameters declare their own type first, so a node that reads one with
+    # another type is reported at the node.
+    first: dict[str, tuple[str, ParamRef]] = {
+        d.name: (f"derived parameter @{d.name}", d.ref) for d in graph.derived}
     for n in graph.nodes:
         for field, ref in n.op.params():
             if ref.name in first and first[ref.name][1].type != ref.type:
                 other, prev = first[ref.name]
+                where = other if other.startswith("derived") else "%" + other
                 raise graph.error(
                     VerifyError, n.id,
-                    f"parameter {field} @{ref.name} is declared {ref.type}, but %{other} "
+                    f"parameter {field} @{ref.name} is declared {ref.type}, but {where} "
                     f"declares it {prev.type}",
                 )
             first.setdefault(ref.name, (n.id, ref))
+    _verify_derived(graph, first)
+
+
+def _verify_derived(graph: Graph, first: dict[str, tuple[str, ParamRef]]) -> None:
+    """Derived parameters: unique names, arguments defined earlier (so no cycle), argument
+    types that agree with every other reference, and the type their function gives."""
+    names = {d.name for d in graph.derived}
+    done: set[str] = set()
+    for d in graph.derived:
+        where = f"derived parameter @{d.name}"
+        if d.name in done:
+            raise VerifyError(f"{where} is defined twice")
+        for a in d.args:
+            if a.name in names and a.name not in done:
+                raise VerifyError(f"{where} reads @{a.name}, which is not defined before "
+                                  f"it (derived parameters are listed in dependency order, "
+                                  f"so they cannot form a cycle)")
+            if a.name in first and first[a.name][1].type != a.type:
+                owner, prev = first[a.name]
+                owner = owner if owner.startswith("derived") else "%" + owner
+                raise VerifyError(f"{where} reads @{a.name} as {a.type}, but {owner} "
+                                  f"declares it {prev.type}")
+            first.setdefault(a.name, (f"derived parameter @{d.name}", a))
+        try:
+            want = derived_type(d.fn, d.args, dict(d.attrs))
+        except DerivedTypeError as e:
+            raise VerifyError(f"{where} = {d.fn}(...): {e.reason}") from None
+        if want != d.type:
+            raise VerifyError(f"{where} is declared {d.type}, but {d.fn} of its arguments "
+                              f"gives {want}")
+        done.add(d.name)
+    seen: set[str] = set()
+    for ref in graph.retained:
+        if ref.name in names:
+            raise VerifyError(f"retained parameter @{ref.name} clashes with the derived "
+                              f"parameter of that name")
+        if ref.name in first or ref.name in seen:
+            raise VerifyError(f"retained parameter @{ref.name} is read by the graph or "
+                              f"listed twice; retained parameters are those nothing reads")
+        seen.add(ref.name)
 
 
 def _verify_schedule(graph: Graph) -> None:
@@ -116,29 +163,52 @@ def _verify_schedule(graph: Graph) -> None:
                               f"appears {times} times in the schedule, expected once")
 
 
+def param_owners(graph: Graph) -> dict[str, str]:
+    """For every user parameter, who reads it, for messages: ``%node``, ``derived
+    parameter @name`` or ``no node (retained)``."""
+    owners: dict[str, str] = {}
+    for n in graph.nodes:
+        for _, ref in n.op.params():
+            owners.setdefault(ref.name, "%" + n.id)
+    for d in graph.derived:
+        for a in d.args:
+            owners.setdefault(a.name, f"derived parameter @{d.name}")
+    for ref in graph.retained:
+        owners.setdefault(ref.name, "no node (retained)")
+    return owners
+
+
 def verify_params(graph: Graph, params: Mapping[str, Any]) -> None:
-    """Raise :class:`ParamError` unless ``params`` holds exactly the graph's parameters,
-    each an array of its declared shape and dtype."""
+    """Raise :class:`ParamError` unless ``params`` holds exactly the parameters the graph
+    takes from the user (derived ones excluded), each an array of its declared shape and
+    dtype."""
     if not isinstance(params, Mapping):
         raise ParamError(f"params must be a mapping from names to arrays, got {type(params).__name__}")
-    refs = graph.param_refs()
-    owners = {ref.name: n for n in graph.nodes for _, ref in n.op.params()}
+    refs = graph.user_param_refs()
+    owners = param_owners(graph)
     missing = sorted(set(refs) - set(params))
     if missing:
         names = ", ".join("@" + m for m in missing)
         raise ParamError(f"missing parameter(s) {names} (used by "
-                         f"{', '.join('%' + owners[m].id for m in missing)})")
+                         f"{', '.join(owners[m] for m in missing)})")
     extra = sorted(set(params) - set(refs))
     if extra:
+        derived = [e for e in extra if e in graph.derived_index]
+        if derived:
+            raise ParamError(f"parameter(s) {', '.join('@' + e for e in derived)} are derived "
+                             f"(computed from the others); do not pass them")
         raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
                          f"no node of graph @{graph.name} references them")
     for name, ref in refs.items():
-        check_array(name, params[name], ref, owner=owners[name].id)
+        check_array(name, params[name], ref, owner=owners[name])
 
 
 def check_array(name: str, value: Any, ref: ParamRef, *, owner: str | None = None) -> None:
-    """Raise :class:`ParamError` unless ``value`` is an array of ``ref``'s type."""
-    where = f"parameter @{name}" + (f" of %{owner}" if owner else "")
+    """Raise :class:`ParamError` unless ``value`` is an array of ``ref``'s type.
+
+    ``owner`` says who reads the parameter (``%fc``, as :func:`param_owners` gives it).
+    """
+    where = f"parameter @{name}" + (f" of {owner}" if owner else "")
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if shape is None or dtype is None:

@@ -211,7 +211,7 @@ def test_pickled_member_is_refused(tmp_path: Path, saved: tuple[Path, dict]) -> 
                      "(char 0))"),
         ('{"format": "other"}', "header '__spikejit__' does not declare format "
                                 "'spikejit-model'"),
-        ('{"format": "spikejit-model", "version": 2, "semantics": "nir-euler-v1", '
+        ('{"format": "spikejit-model", "version": 3, "semantics": "nir-euler-v1", '
          '"params": []}', None),
         ('{"format": "spikejit-model", "version": "1"}', "header version '1' must be an "
                                                          "integer >= 1"),
@@ -231,8 +231,8 @@ def test_bad_header(saved: tuple[Path, dict], header: str, message: str | None) 
         load(path)
     where = f"model file {str(path)!r}"
     if message is None:
-        assert str(e.value) == (f"{where} uses format version 2; this spikejit reads versions "
-                                f"up to 1 (upgrade spikejit)")
+        assert str(e.value) == (f"{where} uses format version 3; this spikejit reads versions "
+                                f"up to 2 (upgrade spikejit)")
     elif message.startswith("was"):
         assert str(e.value) == f"{where} {message}"
     else:
