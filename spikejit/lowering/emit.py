@@ -34,6 +34,8 @@ from jax import lax
 from spikejit.errors import LoweringError, OptionError, ParamError
 from spikejit.ir.graph import Graph, Node
 from spikejit.ir.ops import Delay, Input
+from spikejit.ir.verify import param_owners
+from spikejit.lowering.derived import eval_derived
 from spikejit.lowering.rules import (
     NodeContext,
     Rule,
@@ -233,12 +235,12 @@ class Program:
         missing or extra or a shape is wrong."""
         if not isinstance(params, Mapping):
             raise ParamError(f"params must be a dict name -> array, got {type(params).__name__}")
-        refs = self.graph.param_refs()
+        refs = self.graph.user_param_refs()  # derived ones are computed, not passed
         missing = sorted(set(refs) - set(params))
         if missing:
-            owners = {ref.name: n.id for n in self.graph.nodes for _, ref in n.op.params()}
+            owners = param_owners(self.graph)
             raise ParamError(f"missing parameter(s) {', '.join('@' + m for m in missing)} (used"
-                             f" by {', '.join('%' + owners[m] for m in missing)})")
+                             f" by {', '.join(owners[m] for m in missing)})")
         extra = sorted(set(params) - set(refs))
         if extra:
             raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
@@ -266,7 +268,7 @@ class Program:
             ``(outputs by io.output id, new state, traces)``.
         """
         self.trace_count += 1  # a Python side effect: counts traces, not calls
-        p = self.check_params(params)
+        p = eval_derived(self.graph, self.check_params(params))
         inputs, steps, batch = self.check_inputs(x)
         s0 = self.init_state(batch) if state is None else self.check_state(state, batch)
         run = _Run(self, p, inputs, s0, frozenset(trace), steps)
