@@ -145,11 +145,14 @@ class _GraphBuilder:
             raise FrontendError(f"{what}: its first argument must be a tensor computed from the"
                                 f" model input, got {_describe(x)}")
         for i, arg in enumerate(extra, start=1):
-            if not _is_zero_state(arg):
+            if arg is not None:
+                # A constant state would restart the neuron at every step in torch; a state
+                # computed in forward cannot exist in one step. Threaded state is None here.
                 raise FrontendError(
-                    f"{what}: argument {i} ({_describe(arg)}) must be None or zeros: from_torch "
-                    f"converts one time step, and spikejit keeps each neuron's state (starting "
-                    f"at 0) inside the graph; call the module without state")
+                    f"{what}: argument {i} is {_describe(arg)}, but only the input may be "
+                    f"given: from_torch converts one time step and keeps each neuron's state "
+                    f"(starting at 0) inside the graph; pass state only through forward "
+                    f"arguments that default to None, or not at all")
         base = path or "root"
         count = self.calls.get(base, 0)
         self.calls[base] = count + 1
@@ -185,14 +188,6 @@ class _GraphBuilder:
         graph = infer_types(Graph(tuple(nodes), name=name, attrs=GraphAttrs(dt=self.dt)))
         verify(graph, self.params)
         return graph, dict(self.params)
-
-
-def _is_zero_state(arg: Any) -> bool:
-    if arg is None:
-        return True
-    if hasattr(arg, "detach"):
-        return bool((to_numpy(arg) == 0).all())
-    return False
 
 
 def _describe(value: Any) -> str:
@@ -257,6 +252,7 @@ def from_torch(module: Any, input_shape: Sequence[int], *, dt: float,
 
 def _walk(module: Any, shape: tuple[int, ...], b: _GraphBuilder) -> list[Any]:
     """Trace ``module.forward`` with torch.fx and build IR for every traced operation."""
+    import torch
     import torch.fx as fx
 
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -280,7 +276,14 @@ def _walk(module: Any, shape: tuple[int, ...], b: _GraphBuilder) -> list[Any]:
 
     class Tracer(fx.Tracer):
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
-            return rule_for_module(m) is not None or super().is_leaf_module(m, qualname)
+            if rule_for_module(m) is not None:
+                return True
+            # Unregistered neurons of the SNN libraries are leaves too, so that they are
+            # reported as unsupported modules instead of failing inside library code.
+            lib = type(m).__module__.split(".")[0]
+            if lib in _LIBRARIES and not isinstance(m, torch.nn.Sequential):
+                return True
+            return super().is_leaf_module(m, qualname)
 
     tracer = Tracer()
     tracer.record_stack_traces = True
@@ -350,10 +353,15 @@ _FUNCTION_HELP = ("a + b (fan-in), torch.add(a, b), x.flatten(1), torch.flatten(
 
 def _source(n: Any) -> str:
     """``file:line: code`` of the forward line that made fx node ``n`` (if recorded)."""
+    import os
+
+    import torch
+
+    internal = os.path.dirname(torch.__file__)
     trace = (n.stack_trace or "").strip().splitlines()
     for i in range(len(trace) - 1, -1, -1):
         line = trace[i].strip()
-        if line.startswith("File "):
+        if line.startswith("File ") and internal not in line:
             code = trace[i + 1].strip() if i + 1 < len(trace) else ""
             return f"{line}: {code}"
     return f"fx node {n.name}"
