@@ -201,7 +201,8 @@ def describe() -> str:
     rows = ["| surrogate | s'(x), x = v - v_threshold | parameters |", "|---|---|---|"]
     for name, s in sorted(SURROGATES.items()):
         args = ", ".join(f"{k}={v!r}" for k, v in s.defaults) or "-"
-        rows.append(f"| `{name}` | `{s.formula}` | {args} |")
+        formula = s.formula.replace("|", "\\|")  # a bare | would split the table cell
+        rows.append(f"| `{name}` | `{formula}` | {args} |")
     return "\n".join(rows)
 
 
