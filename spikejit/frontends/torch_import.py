@@ -103,7 +103,8 @@ class _GraphBuilder:
         self.taken.add(nid)
         return nid
 
-    def add_node(self, node_id: str, op: Op, uses: Sequence[Use], owner: ModuleCall | str) -> TorchValue:
+    def add_node(self, node_id: str, op: Op, uses: Sequence[Use],
+                 owner: ModuleCall | str) -> TorchValue:
         where = owner.where() if isinstance(owner, ModuleCall) else f"{owner!r} in forward"
         if node_id in self.types:
             raise FrontendError(f"{where}: node id %{node_id} is used twice")
@@ -457,7 +458,7 @@ def _view(b: _GraphBuilder, n: Any, x: TorchValue, dims: list[Any], fail: Any) -
     rest = [d.type.shape if isinstance(d, TorchValue) else d for d in dims[1:]]
     if batch_ok and tuple(rest) == x.type.shape:
         return x
-    if len(dims) == 2 and ((batch_ok and rest[0] in (-1, size)) or (lead == -1 and rest[0] == size)):
+    if len(dims) == 2 and (rest[0] in (-1, size) if batch_ok else lead == -1 and rest[0] == size):
         return _flatten_node(b, n, x, 1, -1, fail) if x.type.rank > 1 else x
     raise fail(f"reshaping [B, *{list(x.type.shape)}] to {dims} is not supported; only a "
                f"per-sample flatten (x.view(x.size(0), -1)) is")

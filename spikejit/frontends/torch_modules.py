@@ -160,6 +160,11 @@ class WriteContext:
             return None
         return np.asarray(self.params[ref.name], dtype=np.float64)
 
+    def param_name(self, node: Node, field_name: str) -> str:
+        """The name of ``node``'s parameter ``field_name`` (the field name if omitted)."""
+        ref = getattr(node.op, field_name)
+        return ref.name if isinstance(ref, ParamRef) else field_name
+
     def input_type(self, node: Node) -> TensorType:
         """The type of ``node``'s first operand."""
         return self.types[node.inputs[0].node]
@@ -382,12 +387,13 @@ def _write_avgpool(ctx: WriteContext) -> dict[str, Any]:
     pool = ctx.find(SumPool2d)
     if scale is not None and pool is not None:
         override = next((int(o[8:]) for o in ctx.options if o.startswith("divisor=")), None)
-        want = 1.0 / _avg_divisors(ctx.input_type(pool).shape, pool.op.kernel_size,
-                                   pool.op.stride, pool.op.padding, False, override)
+        pool_op: Any = pool.op
+        want = 1.0 / _avg_divisors(ctx.input_type(pool).shape, pool_op.kernel_size,
+                                   pool_op.stride, pool_op.padding, False, override)
         got = ctx.value(scale, "scale")
-        if got.shape != want.shape or not np.allclose(got, want, rtol=1e-6, atol=0):
-            raise ctx.error(f"@{scale.op.scale.name} must keep torch's 1/divisor; it was "
-                            f"changed, and AvgPool2d has no parameter to hold it")
+        if got is None or got.shape != want.shape or not np.allclose(got, want, rtol=1e-6):
+            raise ctx.error(f"@{ctx.param_name(scale, 'scale')} must keep torch's 1/divisor; "
+                            f"it was changed, and AvgPool2d has no parameter to hold it")
     return {}
 
 
@@ -417,8 +423,8 @@ def _write_maxpool(ctx: WriteContext) -> dict[str, Any]:
 
     node = ctx.find(Threshold)
     if node is not None and np.any(ctx.value(node, "threshold") != 0):
-        raise ctx.error(f"@{node.op.threshold.name} must stay 0 (max of spikes = sum > 0); "
-                        f"MaxPool2d has no parameter to hold another value")
+        raise ctx.error(f"@{ctx.param_name(node, 'threshold')} must stay 0 (max of spikes = "
+                        f"sum > 0); MaxPool2d has no parameter to hold another value")
     return {}
 
 

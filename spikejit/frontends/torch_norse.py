@@ -26,8 +26,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import norse.torch as norse
+import numpy as np
 from norse.torch.functional import reset as norse_reset
 from norse.torch.functional.leaky_integrator import li_feed_forward_step
 from norse.torch.functional.leaky_integrator_box import li_box_feed_forward_step

@@ -215,9 +215,8 @@ def _build_synaptic(call: ModuleCall, *, recurrent: bool = False) -> TorchValue 
 def _tied(ctx: WriteContext, node: Any, field: str, want: np.ndarray, rule: str) -> None:
     got = ctx.value(node, field)
     if got is None or not np.allclose(got, want, rtol=1e-5, atol=1e-12):
-        ref = getattr(node.op, field)
         raise ctx.error(
-            f"parameter @{ref.name if ref else field} must stay {rule} for snnTorch, but it "
+            f"parameter @{ctx.param_name(node, field)} must stay {rule} for snnTorch, but it "
             f"was changed independently; keep it out of training (see docs/torch.md)")
 
 
@@ -239,14 +238,15 @@ def _write_neuron(ctx: WriteContext) -> dict[str, Any]:
     neuron = ctx.find((IF, LIF, CubaLIF))
     if neuron is None:
         raise ctx.error("no snn.if, snn.lif or snn.cuba_lif node")
+    op: Any = neuron.op
     thr = ctx.value(neuron, "v_threshold")
     assert thr is not None
     loop = ctx.node(neuron.id + "/reset")
     if loop is not None:
-        _tied(ctx, loop, "scale", -thr, f"-{neuron.op.v_threshold.name}")
+        _tied(ctx, loop, "scale", -thr, f"-{op.v_threshold.name}")
         code = _RESET_CODES["subtract"]
     else:
-        code = _RESET_CODES["zero" if neuron.op.reset == "value" else "none"]
+        code = _RESET_CODES["zero" if op.reset == "value" else "none"]
         if code == 1 and "no-reset-delay" in ctx.options and np.any(thr < 0):
             raise ctx.error("threshold < 0 with reset 'zero' and reset_delay=False has no "
                             "exact snnTorch form")

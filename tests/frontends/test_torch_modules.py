@@ -10,8 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import spikejit  # noqa: E402
 from helpers_torch import randn, run_torch  # noqa: E402
+
+import spikejit  # noqa: E402
 from spikejit.errors import FrontendError  # noqa: E402
 from spikejit.frontends.torch_modules import ModuleCall, TorchValue  # noqa: E402
 from spikejit.ir.ops import Threshold  # noqa: E402
@@ -200,36 +201,36 @@ def test_function_errors_name_the_source_line() -> None:
         def forward(self, x):
             return torch.flatten(x)
 
-    with pytest.raises(FrontendError, match="merges the batch axis"):
+    with pytest.raises(FrontendError, match=r"merges the batch axis"):
         spikejit.from_torch(Batchy(), (2, 2), dt=1e-3)
 
     class Branchy(nn.Module):
         def forward(self, x):
             return x if x.sum() > 0 else -x
 
-    with pytest.raises(FrontendError, match="torch.fx cannot trace Branchy.forward"):
+    with pytest.raises(FrontendError, match=r"torch.fx cannot trace Branchy.forward"):
         spikejit.from_torch(Branchy(), (2,), dt=1e-3)
 
     class TwoInputs(nn.Module):
         def forward(self, x, y):
             return x + y
 
-    with pytest.raises(FrontendError, match="argument 'y' .* has no default"):
+    with pytest.raises(FrontendError, match=r"argument 'y' .* has no default"):
         spikejit.from_torch(TwoInputs(), (2,), dt=1e-3)
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(FrontendError, match="expected a torch.nn.Module"):
+    with pytest.raises(FrontendError, match=r"expected a torch.nn.Module"):
         spikejit.from_torch(object(), (2,), dt=1e-3)
-    with pytest.raises(FrontendError, match="dt must be a positive number"):
+    with pytest.raises(FrontendError, match=r"dt must be a positive number"):
         spikejit.from_torch(nn.Linear(2, 2), (2,), dt=0)
-    with pytest.raises(FrontendError, match="input_shape"):
+    with pytest.raises(FrontendError, match=r"input_shape"):
         spikejit.from_torch(nn.Linear(2, 2), (0,), dt=1e-3)
 
 
 def test_registry_refuses_duplicates_without_replace() -> None:
     register_heaviside()
-    with pytest.raises(FrontendError, match="tests.Heaviside is already registered"):
+    with pytest.raises(FrontendError, match=r"tests.Heaviside is already registered"):
         spikejit.register_torch_module(Heaviside, build_heaviside, kind="tests.Heaviside")
 
 

@@ -8,9 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 norse = pytest.importorskip("norse.torch")
 
-import spikejit  # noqa: E402
 from helpers_torch import Probe, compare, randn, run_torch  # noqa: E402
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
+
+import spikejit  # noqa: E402
 from spikejit.errors import FrontendError  # noqa: E402
 from spikejit.frontends.torch_norse import norse_parameters  # noqa: E402
 from spikejit.ir.ops import LI, LIF, CubaLI, CubaLIF  # noqa: E402
@@ -64,6 +65,10 @@ def test_cell_matches_norse(name) -> None:
     probes = [probe(traces, records, "1", cell), probe(traces, records, "3", model[3])]
     report = compare(probes, [(y, y_torch)])
     assert report.spikes > 0
+    y_jax, tr_jax = spikejit.compile((graph, params))(x, trace=True)
+    tr_jax = {k: {v: np.asarray(a) for v, a in d.items()} for k, d in tr_jax.items()}
+    compare([probe(tr_jax, records, "1", cell), probe(tr_jax, records, "3", model[3])],
+            [(np.asarray(y_jax), y_torch)])
     assert set(spikejit.to_torch_state_dict(graph, params)) == set(model.state_dict())
 
 
@@ -99,7 +104,7 @@ def test_norse_parameters_write_back() -> None:
                      [(y, y_torch)])
     assert report.spikes > 0
     bad = dict(trained, **{"3.w_in": trained["3.w_in"] * 2})
-    with pytest.raises(FrontendError, match="w_in must stay tau_syn/dt"):
+    with pytest.raises(FrontendError, match=r"w_in must stay tau_syn/dt"):
         norse_parameters(graph, bad)
 
 
@@ -119,5 +124,5 @@ def test_unrepresentable_cells_are_named(make, dt, message) -> None:
 
 def test_full_sequence_module_is_unknown() -> None:
     model = norse.SequentialState(nn.Linear(2, 3), norse.LIF())
-    with pytest.raises(FrontendError, match="'1' .*LIF.*not supported.*norse.LIFBoxCell"):
+    with pytest.raises(FrontendError, match=r"'1' .*LIF.*not supported.*norse.LIFBoxCell"):
         spikejit.from_torch(model, (2,), dt=DT)

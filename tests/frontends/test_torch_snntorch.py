@@ -8,8 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 snn = pytest.importorskip("snntorch")
 
-import spikejit  # noqa: E402
 from helpers_torch import Probe, compare, randn, run_torch  # noqa: E402
+
+import spikejit  # noqa: E402
 from spikejit.errors import FrontendError  # noqa: E402
 from spikejit.ir.ops import IF, LI, LIF, CubaLIF, Scale  # noqa: E402
 
@@ -85,7 +86,7 @@ def test_neuron_matches_snntorch(cls, kw) -> None:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(3, 6), make_neuron(cls, 6, **kw), nn.Linear(6, 5),
                           snn.Leaky(beta=0.9, init_hidden=True))
-    graph, _, report = check(model, (3,), ["1", "3"])
+    graph, _, report = check(model, (3,), ["1", "3"], compiled=True)
     assert report.near_threshold <= 2
     neuron = graph.node("1").op
     assert isinstance(neuron, LIF | CubaLIF)
@@ -95,7 +96,8 @@ def test_neuron_matches_snntorch(cls, kw) -> None:
         assert neuron.reset == "none"
     if cls.startswith("R"):
         assert graph.node("1.recurrent").inputs[0].delay == 1
-    assert graph.node("1").loc == f"torch:1 (snntorch.{cls}{'; no-reset-delay' if not kw.get('reset_delay', True) else ''})"
+    options = "" if kw.get("reset_delay", True) else "; no-reset-delay"
+    assert graph.node("1").loc == f"torch:1 (snntorch.{cls}{options})"
 
 
 def test_conv_model_matches_snntorch_compiled() -> None:
@@ -179,7 +181,7 @@ def test_state_reset_inside_forward_is_refused() -> None:
             mem = self.lif.init_leaky()  # torch would restart the neuron at every step
             return self.lif(x, mem)[0]
 
-    with pytest.raises(FrontendError, match="module 'lif' .*argument 1 is"):
+    with pytest.raises(FrontendError, match=r"module 'lif' .*argument 1 is"):
         spikejit.from_torch(Reinit(), (3,), dt=1e-3)
 
 
@@ -190,7 +192,7 @@ def test_learnable_and_per_neuron_parameters() -> None:
     lif = snn.Leaky(beta=beta, threshold=thr, learn_beta=True, learn_threshold=True,
                     init_hidden=True)
     model = nn.Sequential(nn.Linear(3, 6), lif)
-    graph, params, _ = check(model, (3,), ["1"], scale=2.0)
+    _, params, _ = check(model, (3,), ["1"], scale=2.0)
     np.testing.assert_allclose(1 - 1e-3 / params["1.tau"], beta.numpy(), rtol=1e-6)
     np.testing.assert_array_equal(params["1.v_threshold"], thr.numpy())
     np.testing.assert_allclose(params["1.r"], params["1.tau"] / 1e-3, rtol=1e-6)
@@ -317,7 +319,7 @@ def test_time_loop_in_forward_is_refused() -> None:
                 out.append(spk)
             return torch.stack(out)
 
-    with pytest.raises(FrontendError, match="'lif' .* is called 2 times in one step"):
+    with pytest.raises(FrontendError, match=r"'lif' .* is called 2 times in one step"):
         spikejit.from_torch(Loop(), (2,), dt=1e-3)
 
 
@@ -329,8 +331,8 @@ def test_state_may_not_be_computed_with() -> None:
             self.fc = nn.Linear(2, 2)
 
         def forward(self, x):
-            spk, mem = self.lif(x)
+            _, mem = self.lif(x)
             return self.fc(mem)
 
-    with pytest.raises(FrontendError, match="module 'fc'.*the state of neuron"):
+    with pytest.raises(FrontendError, match=r"module 'fc'.*the state of neuron"):
         spikejit.from_torch(UsesMem(), (2,), dt=1e-3)
