@@ -39,6 +39,18 @@ _LAZY: dict[str, str] = {
     "CompiledModel": "spikejit.compiler",
     "SURROGATES": "spikejit.lowering.surrogates",
     "register_surrogate": "spikejit.lowering.surrogates",
+    "GraphBuilder": "spikejit.frontends.builder",
+    "Param": "spikejit.frontends.builder",
+    "from_networkx": "spikejit.frontends.networkx_io",
+    "to_networkx": "spikejit.frontends.networkx_io",
+    "from_layers": "spikejit.frontends.layers",
+    "Layer": "spikejit.frontends.layers",
+    "sequential_structure": "spikejit.frontends.layers",
+    "traces_to_input": "spikejit.frontends.traces",
+    "output_to_traces": "spikejit.frontends.traces",
+    "define_neuron": "spikejit.ir.user_neurons",
+    "undefine_neuron": "spikejit.ir.user_neurons",
+    "IZHIKEVICH_PRESETS": "spikejit.ir.ops.biophysical",
 }
 
 
@@ -60,6 +72,9 @@ if TYPE_CHECKING:
     from spikejit import errors, ir, passes
     from spikejit.compiler import CompiledModel, compile
     from spikejit.errors import SpikejitError
+    from spikejit.frontends.builder import GraphBuilder, Param
+    from spikejit.frontends.layers import Layer, from_layers, sequential_structure
+    from spikejit.frontends.networkx_io import from_networkx, to_networkx
     from spikejit.frontends.nir_export import to_nir, write_nir
     from spikejit.frontends.nir_import import from_nir
     from spikejit.frontends.torch_import import (
@@ -67,35 +82,50 @@ if TYPE_CHECKING:
         register_torch_module,
         to_torch_state_dict,
     )
+    from spikejit.frontends.traces import output_to_traces, traces_to_input
     from spikejit.ir.graph import Graph
     from spikejit.ir.interpreter import interpret
+    from spikejit.ir.ops.biophysical import IZHIKEVICH_PRESETS
     from spikejit.ir.parser import parse
     from spikejit.ir.printer import print_graph
     from spikejit.ir.serialize import load, save
+    from spikejit.ir.user_neurons import define_neuron, undefine_neuron
     from spikejit.ir.verify import verify
     from spikejit.lowering.surrogates import SURROGATES, register_surrogate
 
 __all__ = [
+    "IZHIKEVICH_PRESETS",
     "SURROGATES",
     "CompiledModel",
     "Graph",
+    "GraphBuilder",
+    "Layer",
+    "Param",
     "SpikejitError",
     "__version__",
     "compile",
+    "define_neuron",
     "errors",
+    "from_layers",
+    "from_networkx",
     "from_nir",
     "from_torch",
     "interpret",
     "ir",
     "load",
+    "output_to_traces",
     "parse",
     "passes",
     "print_graph",
     "register_surrogate",
     "register_torch_module",
     "save",
+    "sequential_structure",
+    "to_networkx",
     "to_nir",
     "to_torch_state_dict",
+    "traces_to_input",
+    "undefine_neuron",
     "verify",
     "write_nir",
 ]

@@ -64,6 +64,12 @@ def zoo_graph() -> Graph:
         Node("clif", O.CubaLIF(tau_syn=P("clif.tau_syn", 6), tau_mem=P("clif.tau_mem", 6),
                                v_threshold=P("clif.v_threshold", 6), reset="subtract"),
              (Use("cli"), Use("clif", 2))),
+        # Biophysical neurons: a side branch (their outputs are not compared here; random
+        # params in [0.5, 1.5] are not a physiological regime).
+        Node("hh", O.HodgkinHuxley(g_na=P("hh.g_na", 6), v_rest=P("hh.v_rest"), output="v"),
+             (Use("th"),)),
+        Node("adex", O.AdEx(b=P("adex.b", 6)), (Use("hh"),)),
+        Node("izh", O.Izhikevich(d=P("izh.d", 6), preset="CH"), (Use("adex"),)),
         Node("y1", O.Output(), (Use("lif"),)),
         Node("y2", O.Output(), (Use("clif"),)),
     ]
@@ -141,6 +147,19 @@ def _neuron(cls: type[O.Op]) -> st.SearchStrategy[O.Op]:
     return st.builds(cls, **kwargs)
 
 
+def _biophysical(cls: type[O.Op]) -> st.SearchStrategy[O.Op]:
+    """Every parameter field given or omitted, and the static attributes (``output``, and
+    ``preset`` for Izhikevich)."""
+    from spikejit.ir.ops.biophysical import IZHIKEVICH_PRESETS, OUTPUT_MODES
+
+    kwargs: dict[str, st.SearchStrategy[Any]] = {
+        f.name: maybe_param() for f in dataclasses.fields(cls) if f.metadata.get("param")}
+    kwargs["output"] = st.sampled_from(OUTPUT_MODES)
+    if cls is O.Izhikevich:
+        kwargs["preset"] = st.sampled_from(sorted(IZHIKEVICH_PRESETS))
+    return st.builds(cls, **kwargs)
+
+
 #: One strategy per op class; a test fails if an op of the registry is missing here.
 OP_STRATEGIES: dict[type[O.Op], st.SearchStrategy[O.Op]] = {
     O.Input: st.builds(lambda t: O.Input(type=t), tensor_types()),
@@ -165,6 +184,9 @@ OP_STRATEGIES: dict[type[O.Op], st.SearchStrategy[O.Op]] = {
     O.LIF: _neuron(O.LIF),
     O.CubaLI: _neuron(O.CubaLI),
     O.CubaLIF: _neuron(O.CubaLIF),
+    O.HodgkinHuxley: _biophysical(O.HodgkinHuxley),
+    O.AdEx: _biophysical(O.AdEx),
+    O.Izhikevich: _biophysical(O.Izhikevich),
 }
 
 ops = st.one_of(*OP_STRATEGIES.values())

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikejit.ir.graph import Node
+from spikejit.ir.interp_biophysical import BIOPHYSICAL_RULES
 from spikejit.ir.ops import (
     IF,
     LI,
@@ -333,4 +334,5 @@ INTERPRETER_RULES: dict[type[Op], Rule] = {
     LIF: _lif,
     CubaLI: _cuba_li,
     CubaLIF: _cuba_lif,
+    **BIOPHYSICAL_RULES,  # bio.hh, bio.adex, bio.izhikevich (their own module)
 }

@@ -379,3 +379,8 @@ def rule_for(graph: Graph, node: Node) -> Rule:
         raise graph.error(LoweringError, node.id,
                           f"no lowering for {node.op.mnemonic}; have {have}")
     return rule
+
+
+# Biophysical (bio.*) and user-defined neurons keep their rules in their own module, which
+# adds them to LOWERINGS when imported; imported last because it uses the names above.
+import spikejit.lowering.biophysical  # noqa: E402, F401

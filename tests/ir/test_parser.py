@@ -189,7 +189,8 @@ ERRORS = [
      "    %x = io.input() {type = f33[3]}\n"
      "                            ^"),
     (H + "  %x = snn.foo(%x)\n}",
-     "line 2, column 8: unknown op 'snn.foo'; known ops: io.input, io.output, nn.affine, "
+     "line 2, column 8: unknown op 'snn.foo'; known ops: bio.adex, bio.hh, bio.izhikevich, "
+     "io.input, io.output, nn.affine, "
      "nn.avgpool2d, nn.conv1d, nn.conv2d, nn.flatten, nn.linear, nn.scale, nn.sumpool2d, "
      "snn.cuba_li, snn.cuba_lif, snn.delay, snn.i, snn.if, snn.li, snn.lif, snn.threshold\n"
      "    %x = snn.foo(%x)\n"

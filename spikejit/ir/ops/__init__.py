@@ -8,6 +8,7 @@ tables cover all ops.
 from __future__ import annotations
 
 from spikejit.ir.ops.base import Op, OpError
+from spikejit.ir.ops.biophysical import AdEx, HodgkinHuxley, Izhikevich
 from spikejit.ir.ops.io import Input, Output
 from spikejit.ir.ops.neurons import (
     IF,
@@ -44,6 +45,9 @@ OPS: dict[str, type[Op]] = {
         LIF,
         CubaLI,
         CubaLIF,
+        HodgkinHuxley,
+        AdEx,
+        Izhikevich,
     )
 }
 
@@ -63,6 +67,7 @@ __all__ = [
     "OPS",
     "PARAM_DEFAULTS",
     "RESET_MODES",
+    "AdEx",
     "Affine",
     "AvgPool2d",
     "Conv1d",
@@ -71,8 +76,10 @@ __all__ = [
     "CubaLIF",
     "Delay",
     "Flatten",
+    "HodgkinHuxley",
     "Input",
     "Integrator",
+    "Izhikevich",
     "Linear",
     "Op",
     "OpError",
