@@ -240,3 +240,21 @@ def test_import_spikejit_does_not_import_torch() -> None:
             "assert 'torch' not in sys.modules, 'torch was imported'; "
             "spikejit.from_torch; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_docs_list_every_builtin_module() -> None:
+    from pathlib import Path
+
+    from spikejit.frontends.torch_modules import supported_modules
+
+    pytest.importorskip("snntorch")
+    pytest.importorskip("norse")
+    import spikejit.frontends.torch_norse  # noqa: F401
+    import spikejit.frontends.torch_snntorch  # noqa: F401
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "torch.md").read_text()
+    table = "\n".join(line for line in doc.splitlines() if line.startswith("| `"))
+    kinds = [s.split(" ")[0] for s in supported_modules() if not s.startswith("tests.")]
+    missing = [k for k in kinds
+               if f"`{k}`" not in table and f"`{k.rsplit('.', 1)[-1]}`" not in table]
+    assert not missing, f"docs/torch.md does not list {missing}"
