@@ -249,7 +249,7 @@ def test_docs_list_every_builtin_module() -> None:
 
     pytest.importorskip("snntorch")
     pytest.importorskip("norse")
-    import spikejit.frontends.torch_norse  # noqa: F401
+    import spikejit.frontends.torch_norse
     import spikejit.frontends.torch_snntorch  # noqa: F401
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "torch.md").read_text()

@@ -235,10 +235,11 @@ def perturbed(params, rng):
     for k in new:
         if k.endswith((".weight", ".bias")):
             new[k] = (new[k] + rng.normal(0, 0.1, new[k].shape)).astype(np.float32)
-    for k in [k for k in new if k.endswith(".tau")]:
-        base = k[: -len(".tau")]
-        new[k] = (new[k] * 1.3).astype(np.float32)
-        new[base + ".r"] = (new[k] / 1e-3).astype(np.float32)
+    ties = {".tau": ".r", ".tau_mem": ".r", ".tau_syn": ".w_in"}
+    for suffix, tied in ties.items():
+        for k in [k for k in new if k.endswith(suffix)]:
+            new[k] = (new[k] * 1.3).astype(np.float32)
+            new[k[: -len(suffix)] + tied] = (new[k] / 1e-3).astype(np.float32)
     for k in [k for k in new if k.endswith(".v_threshold")]:
         new[k] = (new[k] * 0.9).astype(np.float32)
         loop = k[: -len(".v_threshold")] + "/reset.scale"
@@ -250,13 +251,16 @@ def perturbed(params, rng):
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 def test_write_back_gives_same_outputs(reset) -> None:
     torch.manual_seed(8)
+    opts = {"reset_mechanism": reset, "init_hidden": True}
+    if reset == "zero":
+        opts["reset_delay"] = False  # the recurrent and synaptic neurons need it for 'zero'
     model = nn.Sequential(
         nn.Linear(3, 6),
-        snn.Leaky(beta=0.8, learn_beta=True, learn_threshold=True, init_hidden=True,
-                  reset_mechanism=reset),
+        snn.Leaky(beta=0.8, learn_beta=True, learn_threshold=True, **opts),
         nn.Linear(6, 4),
-        snn.RLeaky(beta=0.9, linear_features=4, init_hidden=True,
-                   reset_mechanism="none" if reset == "zero" else reset),
+        snn.RLeaky(beta=0.9, linear_features=4, **opts),
+        nn.Linear(4, 4),
+        snn.Synaptic(alpha=0.6, beta=0.8, learn_alpha=True, **opts),
     )
     graph, params = spikejit.from_torch(model, (3,), dt=1e-3)
     trained = perturbed(params, np.random.default_rng(0))
@@ -266,10 +270,12 @@ def test_write_back_gives_same_outputs(reset) -> None:
     y, traces = spikejit.interpret(graph, trained, x, trace=True)
     y_torch, records = run_torch(model, x)
     mods = dict(model.named_modules())
-    report = compare([probe(graph, traces, records, n, mods[n]) for n in ("1", "3")],
+    report = compare([probe(graph, traces, records, n, mods[n]) for n in ("1", "3", "5")],
                      [(y, y_torch)])
     assert report.spikes > 0
     np.testing.assert_allclose(to_np(model[1].beta), 1 - 1e-3 / trained["1.tau"], rtol=1e-6)
+    syn_tau = trained["5/syn.tau" if reset == "subtract" else "5.tau_syn"]
+    np.testing.assert_allclose(to_np(model[5].alpha), 1 - 1e-3 / syn_tau, rtol=1e-6)
 
 
 def test_write_back_refuses_untied_params() -> None:
