@@ -258,3 +258,20 @@ def test_docs_list_every_builtin_module() -> None:
     missing = [k for k in kinds
                if f"`{k}`" not in table and f"`{k.rsplit('.', 1)[-1]}`" not in table]
     assert not missing, f"docs/torch.md does not list {missing}"
+
+
+def test_compare_counts_only_rounding_mismatches() -> None:
+    from helpers_torch import Probe, compare
+
+    v = np.full((4, 2, 1), 0.5)
+    spikes = np.zeros((4, 2, 1))
+    ours = spikes.copy()
+    ours[2, 1, 0] = 1.0  # we spike, torch does not: its membrane decides
+    near = v.copy()
+    near[2, 1, 0] = 1.0 - 3e-6
+    report = compare([Probe("n", v, near, 1.0, ours, spikes)])
+    assert (report.near_threshold, report.truncated) == (1, {1: 2})
+    with pytest.raises(AssertionError, match="not a rounding case"):
+        compare([Probe("n", v, v, 1.0, ours, spikes)])
+    with pytest.raises(AssertionError, match="%n v sample 0"):
+        compare([Probe("n", v, v + 1e-3, 1.0, spikes, spikes)])
