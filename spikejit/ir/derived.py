@@ -124,11 +124,19 @@ class DerivedFunction:
 
 # -- type rules ----------------------------------------------------------------------------
 def _broadcast(shapes: Iterable[Shape]) -> Shape:
-    try:
-        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
-    except ValueError:
-        raise DerivedTypeError(f"shapes {', '.join(str(list(s)) for s in shapes)} do not "
-                               f"broadcast together") from None
+    """NumPy's broadcast of shapes (pure Python: ``np.broadcast_shapes`` is slow enough
+    to show up in the verifier's profile)."""
+    shapes = tuple(shapes)
+    rank = max((len(s) for s in shapes), default=0)
+    out = [1] * rank
+    for s in shapes:
+        for i, d in enumerate(s, rank - len(s)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    raise DerivedTypeError(f"shapes {', '.join(str(list(x)) for x in shapes)}"
+                                           f" do not broadcast together")
+                out[i] = d
+    return tuple(out)
 
 
 def _elementwise_rule(shapes: Sequence[Shape], attrs: Attrs) -> Shape:

@@ -11,6 +11,7 @@ print-ir-after-all), times each pass, and adds the pass name to any error it rai
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +42,10 @@ class Pass:
 
 #: The explicit registry, filled by ``spikejit.passes`` (no import side effects elsewhere).
 ALL_PASSES: dict[str, Pass] = {}
+
+#: Named optimisation levels (``"O2"``) -> the passes they stand for in a pipeline string;
+#: filled by ``spikejit.passes``.
+PRESETS: dict[str, str] = {}
 
 
 def register_pass(p: Pass) -> Pass:
@@ -118,7 +123,7 @@ class Pipeline:
         return graph
 
 
-_STEP = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(\{([^{}]*)\})?\s*(,|$)")
+_STEP = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*)\s*(\{([^{}]*)\})?\s*(,|$)")
 
 
 def _parse_steps(text: str) -> Iterator[PassStep]:
@@ -133,9 +138,20 @@ def _parse_steps(text: str) -> Iterator[PassStep]:
         if m is None:
             raise PassError(f"pipeline {text!r}: cannot read a pass name at column {pos + 1}")
         name = m.group(1)
+        if name in PRESETS:
+            # A preset stands for its passes, so "O1,fold-affine" composes.
+            if m.group(2):
+                raise PassError(f"pipeline {text!r}: preset {name!r} takes no options")
+            yield from _parse_steps(PRESETS[name])
+            pos = m.end()
+            if m.group(4) == "" and pos < len(text):
+                raise PassError(f"pipeline {text!r}: expected ',' at column {pos + 1}")
+            continue
         if name not in ALL_PASSES:
             known = ", ".join(sorted(ALL_PASSES))
-            raise PassError(f"pipeline {text!r}: unknown pass {name!r}; known passes: {known}")
+            presets = f"; presets: {', '.join(sorted(PRESETS))}" if PRESETS else ""
+            raise PassError(f"pipeline {text!r}: unknown pass {name!r}; known passes: "
+                            f"{known}{presets}")
         options = _parse_options(text, name, m.group(3) or "")
         yield PassStep(ALL_PASSES[name], options)
         pos = m.end()
@@ -173,9 +189,21 @@ def run_passes(graph: Graph, pipeline: str | Pipeline, **kwargs: Any) -> Graph:
     return pipeline(graph)
 
 
+def conditions(p: Pass) -> tuple[str, str]:
+    """``(pre, post)``: the ``Pre:`` and ``Post:`` sentences of the pass's module
+    docstring (empty strings when it has none)."""
+    module = inspect.getmodule(p.run)
+    doc = " ".join((module.__doc__ or "").split()) if module is not None else ""
+    m = re.search(r"Pre:\s*(.*?)\s*Post:\s*(.*)$", doc)
+    return (m.group(1), m.group(2)) if m else ("", "")
+
+
 def describe(passes: Mapping[str, Pass] | None = None) -> str:
-    """A markdown table of the registered passes (for docs and ``--help``)."""
-    rows = ["| pass | what it does |", "|---|---|"]
+    """A markdown table of the registered passes: name, summary, and the Pre/Post
+    conditions of each pass's docstring (for docs and ``--help``)."""
+    rows = ["| pass | what it does | requires (pre) | guarantees (post) |", "|---|---|---|---|"]
     for name, p in sorted((passes or ALL_PASSES).items()):
-        rows.append(f"| `{name}` | {p.summary} |")
+        cells = (p.summary, *conditions(p))
+        summary, pre, post = (c.replace("|", "\\|") for c in cells)
+        rows.append(f"| `{name}` | {summary} | {pre} | {post} |")
     return "\n".join(rows)
