@@ -68,7 +68,7 @@ def test_registration_printing_parsing(define: Callable[..., Any]) -> None:
     assert parse(text) == graph
     spikejit.undefine_neuron("ulif")
     assert "user.ulif" not in OPS and cls not in INTERPRETER_RULES and cls not in LOWERINGS
-    with pytest.raises(ParseError, match="unknown op 'user.ulif'"):
+    with pytest.raises(ParseError, match=r"unknown op 'user\.ulif'"):
         parse(text)
 
 
