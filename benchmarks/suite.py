@@ -1,0 +1,236 @@
+"""Run the suite: every implementation on every workload, one record per (workload, impl).
+
+Workloads 1-3 run all implementations in this process, one after the other, on the same
+arrays. The long sequence runs each implementation in a child process under an address-space
+limit (``RLIMIT_AS``): several of them need more memory than the machine has, and a child
+that fails to allocate reports "out of memory" instead of taking the suite (or a colleague's
+job) down with the kernel's OOM killer. Its peak memory is then the child's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from benchmarks import harness
+from benchmarks import workloads as wl
+
+Mode = Literal["full", "quick", "smoke"]
+
+#: Every implementation, baseline first (ratios and agreement are relative to it).
+IMPLS: tuple[str, ...] = ("jax", "spikejit", "spikejit-remat", "snntorch", "norse",
+                          "norse-compile", "spyx", "spyx-layerwise")
+BASELINE = "jax"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How often to run: ``warmup`` untimed calls, then ``repeats`` timed ones."""
+
+    repeats: int
+    warmup: int
+
+
+BUDGETS: dict[Mode, Budget] = {"full": Budget(5, 1), "quick": Budget(5, 1),
+                               "smoke": Budget(1, 1)}
+#: One T = 10,000 training step takes about a minute here: 3 timed runs, first call apart.
+LONG_BUDGETS: dict[Mode, Budget] = {"full": Budget(3, 1), "quick": Budget(5, 1),
+                                    "smoke": Budget(1, 1)}
+
+
+def skip_reason(impl: str, w: wl.Workload) -> str | None:
+    """Why ``impl`` does not run workload ``w`` (``None``: it runs)."""
+    if impl == "spikejit-remat":
+        if w.name != "long":
+            return "remat is only measured on the long sequence"
+        if remat_options() is None:
+            return "spikejit.compile has no remat option in this build"
+    if impl == "norse-compile" and w.name == "long":
+        return (f"torch.compile unrolls the Python time loop: a {w.steps}-step graph "
+                "(compilation alone would dominate; the T=100 MLP already shows its cost)")
+    return None
+
+
+def remat_options() -> dict[str, Any] | None:
+    """The ``spikejit.compile`` options that switch on gradient checkpointing, if any."""
+    from spikejit import compiler
+
+    if "remat" in getattr(compiler, "EXTRA_OPTIONS", {}):
+        return {"remat": True}
+    return None
+
+
+def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray],
+          x: np.ndarray) -> harness.Prepared:
+    """Build implementation ``impl`` (a name from ``IMPLS``) on workload ``w``."""
+    if impl == "jax":
+        from benchmarks import peers_jax
+
+        return peers_jax.build(w, params, x)
+    if impl.startswith("spikejit"):
+        from benchmarks import spikejit_runner
+
+        opts = remat_options() if impl == "spikejit-remat" else {}
+        return spikejit_runner.build(w, params, x, **(opts or {}))
+    if impl in ("snntorch", "norse", "norse-compile"):
+        from benchmarks import peers_torch
+
+        return peers_torch.build(impl, w, params, x)
+    if impl in ("spyx", "spyx-layerwise"):
+        from benchmarks import peers_spyx
+
+        return peers_spyx.build(impl, w, params, x)
+    raise ValueError(f"unknown implementation {impl!r}; known: {', '.join(IMPLS)}")
+
+
+def measure(impl: str, w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarray,
+            budget: Budget, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build, time and check one implementation; never raises (errors become records)."""
+    rec: dict[str, Any] = {"workload": w.name, "impl": impl}
+    reason = skip_reason(impl, w)
+    if reason is not None:
+        return {**rec, "status": "skipped", "reason": reason}
+    try:
+        t0 = time.perf_counter()
+        prep = build(impl, w, params, x)
+        rec["build_s"] = time.perf_counter() - t0
+        rec.update(compile_s=prep.compile_s, xla_bytes=prep.xla_bytes, notes=prep.notes)
+        too_big = _exceeds_memory_limit(prep)
+        if too_big is not None:
+            return {**rec, "status": "failed", "reason": too_big}
+        fwd_flops, train_flops = wl.matmul_flops(w)
+        outputs: dict[str, Any] = {}
+        for phase, fn, flops in (("fwd", prep.forward, fwd_flops),
+                                 ("train", prep.train_step, train_flops)):
+            if fn is None:
+                continue
+            timing, outputs[phase] = harness.time_call(fn, budget.repeats, budget.warmup)
+            rec[phase] = {"median_s": timing.median, "runs_s": timing.runs,
+                          "first_call_s": timing.first_call,
+                          "gflops": flops / timing.median / 1e9,
+                          "peak_rss_bytes": harness.peak_rss_growth(fn)}
+        if "fwd" in outputs:
+            rec["spike_rate"] = float(np.mean(np.asarray(outputs["fwd"])))
+        if reference is not None and impl != BASELINE:
+            if "fwd" in outputs and "fwd" in reference:
+                rec["spike_agreement"] = harness.spike_agreement(outputs["fwd"],
+                                                                 reference["fwd"])
+            if "train" in outputs and "train" in reference:
+                rec["grad_cosine"] = harness.grad_cosine(outputs["train"], reference["train"])
+        elif impl == BASELINE and reference is not None:
+            reference.update(outputs)
+        rec["status"] = "ok"
+    except MemoryError as e:
+        rec.update(status="failed", reason=f"out of memory: {e}")
+    except Exception as e:  # a peer that cannot run a workload is reported, not fatal
+        msg = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+        if "alloc" in msg.lower() or "memory" in msg.lower():
+            msg = "out of memory: " + msg
+        rec.update(status="failed", reason=msg, traceback=traceback.format_exc()[-2000:])
+    return rec
+
+
+def _exceeds_memory_limit(prep: harness.Prepared) -> str | None:
+    """A reason when XLA's buffer assignment alone exceeds this process's memory limit.
+
+    Running such a program would only end in an allocation failure after minutes.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    need = prep.xla_bytes.get("train", 0)
+    if soft == resource.RLIM_INFINITY or need <= 0.9 * soft:
+        return None
+    return (f"out of memory: XLA's buffer assignment needs {need / 2**30:.1f} GB for the "
+            f"training step, over the {soft / 2**30:g} GB limit")
+
+
+def run_workload(w: wl.Workload, impls: Sequence[str], budget: Budget,
+                 log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """All ``impls`` on one workload in this process (baseline first when present)."""
+    params, x = wl.make_params(w), wl.make_input(w)
+    reference: dict[str, Any] = {}
+    records = []
+    for impl in sorted(impls, key=lambda i: i != BASELINE):
+        if impl == "spikejit-remat":  # only meaningful (and only reported) on "long"
+            continue
+        rec = measure(impl, w, params, x, budget, reference)
+        records.append(rec)
+        log(summary_line(rec))
+        _reset_torch_compile()
+    return records
+
+
+def run_isolated(w: wl.Workload, impl: str, mode: Mode, mem_limit_gb: float,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """One implementation of ``w`` in a child process limited to ``mem_limit_gb``."""
+    reason = skip_reason(impl, w)
+    if reason is not None:
+        rec = {"workload": w.name, "impl": impl, "status": "skipped", "reason": reason}
+        log(summary_line(rec))
+        return rec
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "benchmarks", "--child", f"{w.name}:{impl}", "--mode", mode,
+           "--mem-limit-gb", str(mem_limit_gb)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
+                          check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode == 0 and lines:
+        rec = json.loads(lines[-1])
+    else:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        oom = any(s in proc.stderr for s in ("MemoryError", "alloc", "Resource exhausted",
+                                              "bad_alloc", "out of memory"))
+        rec = {"workload": w.name, "impl": impl, "status": "failed",
+               "reason": (f"out of memory under the {mem_limit_gb:g} GB address-space limit: "
+                          if oom else f"exit {proc.returncode}: ") + tail}
+    rec["child_wall_s"] = time.perf_counter() - t0
+    rec["mem_limit_gb"] = mem_limit_gb
+    log(summary_line(rec))
+    return rec
+
+
+def child_main(spec: str, mode: Mode, mem_limit_gb: float) -> dict[str, Any]:
+    """Entry point of a child process: measure ``workload:impl`` and return its record.
+
+    The address-space limit is set first, before JAX or PyTorch start threads (setting it
+    from the parent would need ``fork`` + ``preexec_fn`` in a multithreaded process). Also
+    records the child's peak resident set (``ru_maxrss``), the whole process's
+    high-water mark including imports and the input array.
+    """
+    limit = int(mem_limit_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    name, impl = spec.split(":")
+    w = next(x for x in wl.workloads(mode) if x.name == name)
+    budget = (LONG_BUDGETS if w.name == "long" else BUDGETS)[mode]
+    rec = measure(impl, w, wl.make_params(w), wl.make_input(w), budget)
+    rec["process_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return rec
+
+
+def summary_line(rec: dict[str, Any]) -> str:
+    """One human-readable progress line for a record."""
+    head = f"{rec['workload']:>9} {rec['impl']:<15}"
+    if rec.get("status") != "ok":
+        return f"{head} {rec.get('status')}: {rec.get('reason', '')}"
+    parts = [f"{ph} {rec[ph]['median_s'] * 1e3:9.1f} ms" for ph in ("fwd", "train") if ph in rec]
+    return f"{head} " + "  ".join(parts)
+
+
+def _reset_torch_compile() -> None:
+    """Drop torch.compile caches between workloads so recompiles do not hit dynamo's limit."""
+    mod = sys.modules.get("torch._dynamo")
+    if mod is not None:
+        mod.reset()
