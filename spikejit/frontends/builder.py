@@ -122,9 +122,7 @@ class GraphBuilder:
                               f"got {dtype!r}")
         self.name = name
         self.dtype = dtype
-        self._attrs = {"dt": dt, "reset": reset, "cuba_current": cuba_current,
-                       "method": method}
-        GraphAttrs(**self._attrs)  # validate early: errors point at the constructor call
+        self._attrs = GraphAttrs(dt=dt, reset=reset, cuba_current=cuba_current, method=method)
         self._ops: dict[str, Op] = {}
         self._locs: dict[str, str] = {}
         self._edges: list[_Edge] = []
@@ -230,11 +228,11 @@ class GraphBuilder:
                 number of steps, or the graph breaks an IR invariant (the verifier's errors
                 name the node).
         """
-        attrs = dict(self._attrs)
-        if attrs["dt"] is None:
+        graph_attrs = self._attrs
+        if graph_attrs.dt is None:
             steps = [op.default_dt for op in self._ops.values() if hasattr(op, "default_dt")]
-            attrs["dt"] = min(steps) if steps else None
-        graph_attrs = GraphAttrs(**attrs)
+            if steps:
+                graph_attrs = dataclasses.replace(graph_attrs, dt=min(steps))
         inputs: dict[str, list[Use]] = {nid: [] for nid in self._ops}
         for e in self._edges:
             for end in (e.src, e.dst):
