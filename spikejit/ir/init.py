@@ -3,8 +3,9 @@
 IR text holds no parameter values, so running a bare ``.snir`` file needs values from
 somewhere: weights are drawn ``N(0, 1/fan_in)`` (scaled so that spiking layers are
 driven), time constants are ``10*dt``, thresholds 1, and neutral values elsewhere
-(``r = 1``, leaks and resets 0, ``w_in = 1``). The same graph and seed always give the
-same arrays.
+(``r = 1``, leaks and resets 0, ``w_in = 1``). Ops that document their own defaults
+(biophysical and user-defined neurons, ``op.defaults()``) get those. The same graph and seed
+always give the same arrays.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     for name, ref in user.items():
         field, op = fields.get(name, (name.rsplit(".", 1)[-1], None))
         shape = ref.type.shape
-        if field == "weight":
+        own = getattr(op, "defaults", None)  # biophysical and user-defined neurons
+        defaults: dict[str, float] = own() if callable(own) else {}
+        if field in defaults:
+            value = np.full(shape, defaults[field])
+        elif field == "weight":
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
             value = rng.normal(0.0, 2.0 / np.sqrt(max(fan_in, 1)), size=shape)
         elif field in ("tau", "tau_mem", "tau_syn"):

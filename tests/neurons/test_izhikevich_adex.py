@@ -131,3 +131,16 @@ def test_reset_gradients_respect_detach_reset() -> None:
         grads[detach] = jax.grad(lambda p, m=model: m.apply(p, x).sum())(model.params)["RS.d"]
     assert np.all(np.isfinite(grads[True])) and np.all(np.isfinite(grads[False]))
     assert np.any(np.asarray(grads[True]) != np.asarray(grads[False]))
+
+
+def test_default_param_init_uses_the_ops_own_defaults() -> None:
+    from spikejit.ir.init import init_params
+
+    graph, params = _izhikevich(("FS",), a=0.5, v_peak=25.0)
+    b = spikejit.GraphBuilder("g").input("x", shape=(2,))
+    b.add("hh", "bio.hh", inputs=["x"], c_m=2.0, v_threshold=-10.0).output("y", "hh")
+    hh_graph, _ = b.build()
+    init = init_params(graph)
+    assert init["FS.a"] == np.float32(0.1) and init["FS.v_peak"] == np.float32(30.0)
+    init = init_params(hh_graph)
+    assert init["hh.c_m"] == np.float32(1.0) and init["hh.v_threshold"] == np.float32(0.0)
