@@ -136,7 +136,7 @@ def test_reset_gradients_respect_detach_reset() -> None:
 def test_default_param_init_uses_the_ops_own_defaults() -> None:
     from spikejit.ir.init import init_params
 
-    graph, params = _izhikevich(("FS",), a=0.5, v_peak=25.0)
+    graph, _ = _izhikevich(("FS",), a=0.5, v_peak=25.0)
     b = spikejit.GraphBuilder("g").input("x", shape=(2,))
     b.add("hh", "bio.hh", inputs=["x"], c_m=2.0, v_threshold=-10.0).output("y", "hh")
     hh_graph, _ = b.build()
