@@ -253,6 +253,18 @@ def add_listener(listener: Callable[[type[UserNeuron], bool], None]) -> None:
     _LISTENERS.append(listener)
 
 
+def call_user(node_id: str, op: Op, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call one of the user's functions; an exception it raises is re-raised as an
+    :class:`IRError` naming the node (the original is chained)."""
+    try:
+        return fn(*args)
+    except IRError:
+        raise
+    except Exception as e:
+        raise IRError(f"the {what} function raised {type(e).__name__}: {e}", node_id=node_id,
+                      op_name=op.mnemonic) from e
+
+
 def checked_update(node_id: str, op: Op, new: Any, shape: tuple[int, ...],
                    broadcast: Callable[[Any, tuple[int, ...]], Any], *,
                    what: str = "update", partial: bool = False) -> dict[str, Any]:
@@ -285,16 +297,20 @@ def _interpret_user(ctx: StepContext, x: Operand, state: State) -> Result:
     def cast(value: Any, shp: tuple[int, ...]) -> np.ndarray:
         return np.broadcast_to(np.asarray(value, dtype=dtype), shp)
 
-    ref = {k: cast(v, shape) for k, v in spec.reference(np, p).items()}
+    nid = ctx.node.id
+    ref = {k: cast(v, shape) for k, v in
+           call_user(nid, op, "reference", spec.reference, np, p).items()}
     s = {k: state[k] + ref[k] for k in op.state_vars}
     h = (ctx.h / dtype.type(spec.time_unit)).astype(dtype)
-    new = checked_update(ctx.node.id, op, spec.update(np, s, p, x, h), shape, cast)
-    z = (cast(spec.spike(np, new, p), shape) > 0).astype(dtype)
+    new = checked_update(nid, op, call_user(nid, op, "update", spec.update, np, s, p, x, h),
+                         shape, cast)
+    z = (cast(call_user(nid, op, "spike", spec.spike, np, new, p), shape) > 0).astype(dtype)
     if spec.spike_on == "crossing":
-        z = z * (1 - (cast(spec.spike(np, s, p), shape) > 0).astype(dtype))
+        before = cast(call_user(nid, op, "spike", spec.spike, np, s, p), shape)
+        z = z * (1 - (before > 0).astype(dtype))
     if spec.reset is not None:
-        after = checked_update(ctx.node.id, op, spec.reset(np, new, p), shape, cast,
-                               what="reset", partial=True)
+        after = checked_update(nid, op, call_user(nid, op, "reset", spec.reset, np, new, p),
+                               shape, cast, what="reset", partial=True)
         new = {**new, **{k: np.where(z > 0, v, new[k]) for k, v in after.items()}}
     output = op.output  # type: ignore[attr-defined]
     y = z if output == "spikes" else new[output]

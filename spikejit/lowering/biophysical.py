@@ -24,7 +24,13 @@ from jax import lax
 
 from spikejit.ir.ops import Op
 from spikejit.ir.ops.biophysical import AdEx, HodgkinHuxley, Izhikevich
-from spikejit.ir.user_neurons import UserNeuron, add_listener, checked_update, user_neurons
+from spikejit.ir.user_neurons import (
+    UserNeuron,
+    add_listener,
+    call_user,
+    checked_update,
+    user_neurons,
+)
 from spikejit.lowering.rules import LOWERINGS, NodeContext, Rule, State, _h
 
 Array = Any
@@ -160,17 +166,21 @@ def _user(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict
     def cast(value: Any, shp: tuple[int, ...]) -> Array:
         return jnp.broadcast_to(jnp.asarray(value, dtype), shp)
 
-    ref = {k: cast(v, shape) for k, v in spec.reference(jnp, p).items()}
+    nid = ctx.node.id
+    ref = {k: cast(v, shape) for k, v in
+           call_user(nid, op, "reference", spec.reference, jnp, p).items()}
     s = {k: st[k] + ref[k] for k in op.state_vars}
     h = jnp.asarray(c["h"], dtype)
-    new = checked_update(ctx.node.id, op, spec.update(jnp, s, p, x, h), shape, cast)
+    new = checked_update(nid, op, call_user(nid, op, "update", spec.update, jnp, s, p, x, h),
+                         shape, cast)
     zero = jnp.zeros((), dtype)
-    z = _spike(ctx, cast(spec.spike(jnp, new, p), shape), zero)
+    z = _spike(ctx, cast(call_user(nid, op, "spike", spec.spike, jnp, new, p), shape), zero)
     if spec.spike_on == "crossing":
-        z = z * (1.0 - _spike(ctx, cast(spec.spike(jnp, s, p), shape), zero))
+        before = cast(call_user(nid, op, "spike", spec.spike, jnp, s, p), shape)
+        z = z * (1.0 - _spike(ctx, before, zero))
     if spec.reset is not None:
-        after = checked_update(ctx.node.id, op, spec.reset(jnp, new, p), shape, cast,
-                               what="reset", partial=True)
+        after = checked_update(nid, op, call_user(nid, op, "reset", spec.reset, jnp, new, p),
+                               shape, cast, what="reset", partial=True)
         new = {**new, **{k: _reset(ctx, z, v, new[k]) for k, v in after.items()}}
     y = z if op.output == "spikes" else new[op.output]  # type: ignore[attr-defined]
     return y, {k: new[k] - ref[k] for k in op.state_vars}

@@ -174,6 +174,19 @@ def test_update_errors_name_the_node(define: Callable[..., Any]) -> None:
         spikejit.compile((graph, params))(np.zeros((3, 1, 2), np.float32))
 
 
+def test_exceptions_in_user_functions_name_the_node(define: Callable[..., Any]) -> None:
+    define("raises", state={"v": 0.0}, params={},
+           update=lambda xp, s, p, x, h: {"v": s["v"] + xp.no_such_function(x)},
+           spike=lambda xp, s, p: s["v"])
+    graph, params = (spikejit.GraphBuilder("g", dt=1e-3).input("x", shape=(1,))
+                     .add("r", "user.raises", inputs=["x"]).output("y", "r").build())
+    message = r"%r \(user.raises\): the update function raised AttributeError: .*no_such_function"
+    with pytest.raises(IRError, match=message):
+        interpret(graph, params, np.zeros((2, 1, 1)))
+    with pytest.raises(IRError, match=message):
+        spikejit.compile((graph, params))(np.zeros((2, 1, 1), np.float32))
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"name": "Bad-Name"}, "neuron name 'Bad-Name' must be a lowercase Python identifier"),
     ({"state": {}}, "state must be a non-empty dict"),
