@@ -160,6 +160,7 @@ def _everything_graph() -> Graph:
     return infer_types(Graph(nodes, attrs=GraphAttrs(dt=1e-3)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["auto", "stepwise"])
 def test_gradient_reaches_every_parameter(schedule: str) -> None:
     g = _everything_graph()
@@ -182,6 +183,7 @@ def test_gradient_reaches_every_parameter(schedule: str) -> None:
         assert np.any(arr != 0), f"no gradient reaches @{name}"
 
 
+@pytest.mark.slow
 def test_both_spike_implementations_give_identical_gradients() -> None:
     g = recurrent(3, 5)
     params = params_for(g, seed=1)
@@ -197,11 +199,12 @@ def test_both_spike_implementations_give_identical_gradients() -> None:
         jax.jvp(lambda p: model.apply(p, x), (model.params,), (model.params,))
 
 
+@pytest.mark.slow
 def test_forward_mode_through_a_recurrent_model() -> None:
     g = recurrent(3, 4)
     params = params_for(g, seed=5)
     model = spikejit.compile((g, params))
-    x = spike_input((15, 2, 3), seed=6, p=0.6)
+    x = spike_input((8, 2, 3), seed=6, p=0.6)
     tangent = jax.tree.map(lambda a: jnp.asarray(np.random.default_rng(7).normal(size=a.shape),
                                                  a.dtype), model.params)
 
@@ -251,6 +254,7 @@ def test_vmap_over_params_and_jit_around_apply() -> None:
     assert float(jitted(model.params, x)) == float(jnp.sum(model(x)))
 
 
+@pytest.mark.slow
 @settings(max_examples=8)
 @given(graphs(max_nodes=5), st.integers(0, 2**16))
 def test_gradients_are_finite_on_random_graphs(g: Graph, seed: int) -> None:
