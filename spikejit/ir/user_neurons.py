@@ -59,7 +59,7 @@ RefValue = float | Callable[[Any, Mapping[str, Any]], Any]
 SPIKE_MODES: tuple[str, ...] = ("level", "crossing")
 _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 #: Names the state layout or the op class already use.
-_RESERVED_STATE = frozenset({"out", "buffer", "history"})
+_RESERVED_STATE = frozenset({"out", "buffer", "history", "spikes"})
 _RESERVED_PARAMS = frozenset({"output", *dir(Op)})
 #: Called with (class, defined) on every define/undefine; the lowering listens here.
 _LISTENERS: list[Callable[[type[UserNeuron], bool], None]] = []
@@ -124,19 +124,20 @@ def _docstring(spec: NeuronSpec, doc: str) -> str:
     def where(fn: Callable[..., Any] | None) -> str:
         if fn is None:
             return "none"
-        return f"``{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}``"
+        return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
-    summary = (doc.strip().splitlines() or [""])[0] or f"User-defined neuron {spec.name}"
-    state = ", ".join(f"``{k}`` (reference {'computed' if callable(v) else v!r})"
+    summary = (doc.strip().splitlines() or [""])[0].rstrip(".") or \
+        f"User-defined neuron {spec.name}"
+    state = ", ".join(f"``{k}`` (reference {'computed from the parameters' if callable(v) else v})"
                       for k, v in spec.state)
     params = ", ".join(f"``{k} = {v!r}``" for k, v in spec.params) or "none"
-    crossing = " (upward crossings only)" if spec.spike_on == "crossing" else ""
+    crossing = " and was not > 0 before the step" if spec.spike_on == "crossing" else ""
     return (f"{summary} (user-defined neuron ``user.{spec.name}``).\n\n"
             f"Defined in Python with ``spikejit.define_neuron``; one step with "
             f"``h = dt / {spec.time_unit!r}``::\n\n"
-            f"    S_new = update(xp, S, p, x, h)      # {where(spec.update)}\n"
+            f"    S_new = update(xp, S, p, x, h)         # {where(spec.update)}\n"
             f"    z = spike(xp, S_new, p) > 0{crossing}  # {where(spec.spike)}\n"
-            f"    where z: S_new = reset(xp, S_new, p)  # {where(spec.reset)}\n\n"
+            f"    where z: S_new = reset(xp, S_new, p)   # {where(spec.reset)}\n\n"
             f"State (stored relative to its reference): {state}. Parameter defaults: "
             f"{params}. Output: spikes, or the state variable named by ``output``.\n")
 
