@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from strategies import random_input, random_params
 
 from spikejit.ir import Graph, interpret, verify
 from spikejit.ir.types import TensorType
 from spikejit.passes import ALL_PASSES
-from strategies import random_input, random_params
 
 
 def user_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:

@@ -201,7 +201,7 @@ def _concat_rule(shapes: Sequence[Shape], attrs: Attrs) -> Shape:
     if not 0 <= axis < len(first):
         raise DerivedTypeError(f"axis {axis} is not an axis of shape {list(first)}")
     for s in shapes[1:]:
-        if len(s) != len(first) or any(x != y for i, (x, y) in enumerate(zip(s, first))
+        if len(s) != len(first) or any(x != y for i, (x, y) in enumerate(zip(s, first, strict=True))
                                         if i != axis):
             raise DerivedTypeError(f"shapes {list(first)} and {list(s)} differ outside "
                                    f"axis {axis}")

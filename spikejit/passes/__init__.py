@@ -26,10 +26,12 @@ from spikejit.passes.cse import CSE
 from spikejit.passes.dce import DCE
 from spikejit.passes.fold_affine import FOLD_AFFINE
 from spikejit.passes.fold_scale import FOLD_SCALE
+from spikejit.passes.merge_fanin import MERGE_FANIN
 from spikejit.passes.schedule import SCHEDULE
 from spikejit.passes.shape_inference import SHAPE_INFERENCE
 
-for _p in (SHAPE_INFERENCE, CANONICALIZE, FOLD_SCALE, FOLD_AFFINE, CSE, DCE, SCHEDULE):
+for _p in (SHAPE_INFERENCE, CANONICALIZE, FOLD_SCALE, FOLD_AFFINE, CSE, MERGE_FANIN, DCE,
+           SCHEDULE):
     register_pass(_p)
 
 PRESETS.update({
@@ -38,7 +40,7 @@ PRESETS.update({
     # Cheap clean-ups that never touch parameter values (apart from broadcasts).
     "O1": "canonicalize,cse,dce",
     # Everything: folding before CSE (folded nodes become comparable), DCE last.
-    "O2": "canonicalize,fold-scale,fold-affine,cse,dce",
+    "O2": "canonicalize,fold-scale,fold-affine,cse,merge-fanin,dce",
 })
 
 #: The level ``spikejit.compile`` should use when the caller names none.

@@ -31,6 +31,7 @@ the same outputs (values equal up to rounding); no foldable pattern remains.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from spikejit.ir.derived import DerivedTypeError
@@ -113,7 +114,14 @@ def _in_rank(graph: Graph, node: Node) -> int:
     return t.rank
 
 
-def _try(fold: Callable[[ParamRef], Op | None], refs: list[ParamRef]) -> Op | None:
+def _fold_into_scale(p: Op, s: ParamRef, der: Derivations, base: str) -> Op | None:
+    """Another scale with ``s`` multiplied into its factor."""
+    assert isinstance(p, Scale)
+    return p.replace(scale=der.add(f"{base}.scale.folded", "mul", (s, p.scale)))
+
+
+def _first_fold(fold: Callable[[ParamRef], Op | None], refs: list[ParamRef]) -> Op | None:
+    """The op ``fold`` makes with the first scale reference that fits, if any."""
     for ref in refs:
         try:
             op = fold(ref)
@@ -138,9 +146,10 @@ def _round(graph: Graph, der: Derivations) -> Graph | None:
             p = graph.node(n.inputs[0].node)
             if (isinstance(p.op, SYNAPSES) and p.id not in claimed and _weight_ok(p.op)
                     and single_user(graph, p.id) is not None):
-                op = _try(lambda s, p=p: _fold_after(p.op, s, der, p.id), refs)
-                if op is not None:
-                    replaced[p.id] = p.replace(op=op)
+                after = functools.partial(_fold_after, p.op, der=der, base=p.id)
+                folded = _first_fold(after, refs)
+                if folded is not None:
+                    replaced[p.id] = p.replace(op=folded)
                     subst[n.id] = rename_to(p.id)
                     claimed |= {p.id, n.id}
                     continue
@@ -151,14 +160,14 @@ def _round(graph: Graph, der: Derivations) -> Graph | None:
         p = graph.node(user[0])
         if p.id in claimed or len(p.inputs) != 1 or p.id == n.id:
             continue
+        op: Op | None = None
         if isinstance(p.op, Scale):
-            op = _try(lambda s, p=p: p.op.replace(scale=der.add(
-                f"{p.id}.scale.folded", "mul", (s, p.op.scale))), refs)
+            op = _first_fold(functools.partial(_fold_into_scale, p.op, der=der, base=p.id),
+                             refs)
         elif isinstance(p.op, SYNAPSES) and _weight_ok(p.op):
-            rank = _in_rank(graph, n)
-            op = _try(lambda s, p=p: _fold_before(p.op, s, rank, der, p.id), refs)
-        else:
-            op = None
+            before = functools.partial(_fold_before, p.op, in_rank=_in_rank(graph, n), der=der,
+                                       base=p.id)
+            op = _first_fold(before, refs)
         if op is not None:
             replaced[p.id] = p.replace(op=op, inputs=shifted(n.inputs, user[1].delay))
             subst[n.id] = rename_to(p.id)  # never read: its only user is rewritten

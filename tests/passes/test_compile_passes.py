@@ -9,16 +9,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers_passes import user_params
+from strategies import random_input
 
 import spikejit
-from helpers_passes import user_params
 from spikejit.errors import ParamError, PassError, VerifyError
 from spikejit.ir import infer_types, parse, print_graph, verify
 from spikejit.ir.derived import DERIVED_FUNCTIONS, DerivedParam, evaluate, make_derived
 from spikejit.ir.types import ParamRef, TensorType
 from spikejit.lowering.derived import JNP_DERIVED
 from spikejit.passes import PRESETS, Pipeline, full_pipeline, run_passes
-from strategies import random_input
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -147,3 +147,17 @@ def test_params_block_prints_and_parses_back() -> None:
     text = print_graph(g)
     assert "    @w.folded: f32[2,3] = concat(@a: f32[2,1], @b: f32[2,2]) {axis = 1}\n" in text
     assert parse(text) == g
+
+
+def test_merged_fanin_compiles_like_the_original() -> None:
+    g = infer_types(parse((GOLDEN / "merge-fanin" / "wide.snir").read_text(encoding="utf-8")
+                          .partition("// expect:")[0].partition("\n")[2]))
+    params = user_params(g, seed=2)
+    x = random_input(g, 9, 2, seed=2)
+    plain = spikejit.compile((g, params), passes="O0")
+    merged = spikejit.compile((g, params), passes="merge-fanin")
+    assert any(n.op.mnemonic == "nn.pad" for n in merged.graph.nodes)
+    np.testing.assert_allclose(np.asarray(merged(x)), np.asarray(plain(x)), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(merged(x)), spikejit.interpret(merged.graph, params, x),
+                               rtol=1e-5, atol=1e-6)

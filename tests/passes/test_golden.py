@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers_passes import assert_same_outputs, user_params
+from strategies import random_input
+
 from spikejit.ir import infer_types, parse, print_graph, verify
 from spikejit.passes import run_passes
-from strategies import random_input
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(GOLDEN.glob("*/*.snir"))

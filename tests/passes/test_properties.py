@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import networkx as nx
 import pytest
+from helpers_passes import check_pass
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import graphs
 
-from helpers_passes import check_pass
-from spikejit.ir import Graph, Node, Use, infer_types, verify
+from spikejit.ir import Graph, GraphAttrs, Node, ParamRef, TensorType, Use, infer_types, verify
 from spikejit.ir import ops as O
 from spikejit.passes import ALL_PASSES, run_passes
-from strategies import graphs
 
 #: Op mixes that make each pass's pattern likely (fold patterns need adjacent synapses).
 SYNAPSE_MIX = ("affine", "linear", "scale", "lif", "li", "conv2d", "flatten", "delay")
@@ -43,6 +43,73 @@ def with_duplicates(draw: st.DrawFn, base: st.SearchStrategy[Graph]) -> Graph:
     return graph
 
 
+@st.composite
+def with_fanin(draw: st.DrawFn, base: st.SearchStrategy[Graph]) -> Graph:
+    """A graph plus 2-4 new projections (some of the same operand) summed into one node
+    with a vector input: merge-fanin has work to do. Sources are read one step back when
+    they depend on the consumer, so no same-step cycle appears."""
+    g = draw(base)
+    targets = [n for n in g.nodes if not isinstance(n.op, O.Input) and n.inputs
+               and g.node(n.inputs[0].node).type.rank == 1]  # type: ignore[union-attr]
+    vectors = [n for n in g.nodes if n.type is not None and n.type.rank == 1]
+    if not targets or not vectors:
+        return g
+    target = draw(st.sampled_from(targets))
+    m = g.node(target.inputs[0].node).type.shape[0]  # type: ignore[union-attr]
+    ahead = nx.descendants(g.to_networkx(), target.id) | {target.id}
+    new, uses = [], []
+    for k in range(draw(st.integers(2, 4))):
+        src = draw(st.sampled_from(vectors))
+        n_in = src.type.shape[0]  # type: ignore[union-attr]
+        delay = 1 if src.id in ahead else draw(st.integers(0, 1))
+        nid = f"proj{k}"
+        if draw(st.booleans()):
+            op: O.Op = O.Linear(weight=ParamRef(f"{nid}.weight", TensorType((m, n_in))))
+        else:
+            op = O.Affine(weight=ParamRef(f"{nid}.weight", TensorType((m, n_in))),
+                          bias=ParamRef(f"{nid}.bias", TensorType((m,))))
+            delay = 0 if src.id not in ahead else delay
+        new.append(Node(nid, op, (Use(src.id, delay),)))
+        uses.append(Use(nid, draw(st.integers(0, 1)) if isinstance(op, O.Linear) else 0))
+    nodes = [n.replace(inputs=(*n.inputs, *uses)) if n.id == target.id else n
+             for n in g.nodes]
+    graph = infer_types(g.replace(nodes=(*nodes, *new)))
+    verify(graph)
+    return graph
+
+
+@st.composite
+def wide_fanin(draw: st.DrawFn) -> Graph:
+    """Narrow sources (1-2 features, some through a LIF) projected into a wide neuron
+    (13-16), optionally with a recurrent projection: the concatenating merge pays off."""
+    m = draw(st.integers(13, 16))  # (k-1)*m > k*K for k <= 3 sources of <= 2 features
+    nodes, uses = [], []
+    for k in range(draw(st.integers(2, 3))):
+        t = TensorType((draw(st.integers(1, 2)),))
+        nodes.append(Node(f"x{k}", O.Input(type=t)))
+        src = f"x{k}"
+        if draw(st.booleans()):
+            nodes.append(Node(f"s{k}", O.LIF(tau=ParamRef(f"s{k}.tau", TensorType(())),
+                                              v_threshold=ParamRef(f"s{k}.v_threshold",
+                                                                   TensorType(()))),
+                              (Use(src),)))
+            src = f"s{k}"
+        w = ParamRef(f"p{k}.weight", TensorType((m, t.shape[0])))
+        op: O.Op = (O.Linear(weight=w) if draw(st.booleans()) else
+                    O.Affine(weight=w, bias=ParamRef(f"p{k}.bias", TensorType((m,)))))
+        nodes.append(Node(f"p{k}", op, (Use(src),)))
+        uses.append(Use(f"p{k}"))
+    if draw(st.booleans()):
+        nodes.append(Node("rec", O.Linear(weight=ParamRef("rec.weight", TensorType((m, m)))),
+                          (Use("n"),)))
+        uses.append(Use("rec", 1))
+    nodes.append(Node("n", O.LI(tau=ParamRef("n.tau", TensorType((m,)))), tuple(uses)))
+    nodes.append(Node("y", O.Output(), (Use("n"),)))
+    graph = infer_types(Graph(tuple(nodes), "wide", GraphAttrs(dt=1e-3)))
+    verify(graph)
+    return graph
+
+
 CASES = [
     ("canonicalize", graphs(max_nodes=8)),
     ("dce", graphs(max_nodes=8)),
@@ -51,11 +118,15 @@ CASES = [
     ("canonicalize,fold-scale", graphs(max_nodes=8, ops=SYNAPSE_MIX)),
     ("fold-affine", graphs(max_nodes=8, ops=SYNAPSE_MIX)),
     ("fold-affine{always=true}", graphs(max_nodes=8, ops=SYNAPSE_MIX)),
+    ("merge-fanin", with_fanin(graphs(max_nodes=6, images=False))),
+    ("merge-fanin", wide_fanin()),
     ("O2", with_duplicates(graphs(max_nodes=8))),
+    ("O2", with_fanin(graphs(max_nodes=6, images=False))),
 ]
 
 
-@pytest.mark.parametrize(("pipeline", "strategy"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("pipeline", "strategy"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_pass_preserves_outputs(pipeline: str, strategy: st.SearchStrategy[Graph]) -> None:
     @settings(deadline=None)
     @given(strategy, st.integers(0, 2**16))
@@ -73,3 +144,11 @@ def test_pass_preserves_outputs(pipeline: str, strategy: st.SearchStrategy[Graph
 def test_cse_removes_the_copy(graph: Graph) -> None:
     after = run_passes(graph, "cse")
     assert not any(n.id.endswith("_copy") for n in after.nodes)
+
+
+@settings(deadline=None, max_examples=10)
+@given(wide_fanin())
+def test_merge_fanin_concatenates_narrow_sources(graph: Graph) -> None:
+    after = run_passes(graph, "merge-fanin")
+    pads = [n for n in after.nodes if isinstance(n.op, O.Pad)]
+    assert len(pads) == len([n for n in graph.nodes if n.id.startswith("p")])
