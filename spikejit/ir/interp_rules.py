@@ -24,6 +24,7 @@ import numpy as np
 
 from spikejit.ir.graph import Node
 from spikejit.ir.interp_biophysical import BIOPHYSICAL_RULES
+from spikejit.ir.interp_fused import FUSED_RULES
 from spikejit.ir.ops import (
     IF,
     LI,
@@ -335,4 +336,5 @@ INTERPRETER_RULES: dict[type[Op], Rule] = {
     CubaLI: _cuba_li,
     CubaLIF: _cuba_lif,
     **BIOPHYSICAL_RULES,  # bio.hh, bio.adex, bio.izhikevich (their own module)
+    **FUSED_RULES,  # ops only passes introduce (their own module)
 }

@@ -21,6 +21,7 @@ from spikejit.ir.ops.neurons import (
     Integrator,
     Threshold,
 )
+from spikejit.ir.ops.pad import Pad
 from spikejit.ir.ops.structural import AvgPool2d, Delay, Flatten, SumPool2d
 from spikejit.ir.ops.synapses import Affine, Conv1d, Conv2d, Linear, Scale
 
@@ -48,6 +49,7 @@ OPS: dict[str, type[Op]] = {
         HodgkinHuxley,
         AdEx,
         Izhikevich,
+        Pad,
     )
 }
 
@@ -84,6 +86,7 @@ __all__ = [
     "Op",
     "OpError",
     "Output",
+    "Pad",
     "Scale",
     "SumPool2d",
     "Threshold",
