@@ -383,4 +383,5 @@ def rule_for(graph: Graph, node: Node) -> Rule:
 
 # Biophysical (bio.*) and user-defined neurons keep their rules in their own module, which
 # adds them to LOWERINGS when imported; imported last because it uses the names above.
-import spikejit.lowering.biophysical  # noqa: E402, F401
+import spikejit.lowering.biophysical  # noqa: E402
+import spikejit.lowering.fused  # noqa: E402, F401  (ops only passes introduce: nn.pad, layer.*)
