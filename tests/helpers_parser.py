@@ -70,6 +70,8 @@ def zoo_graph() -> Graph:
              (Use("th"),)),
         Node("adex", O.AdEx(b=P("adex.b", 6)), (Use("hh"),)),
         Node("izh", O.Izhikevich(d=P("izh.d", 6), preset="CH"), (Use("adex"),)),
+        # Ops that only passes introduce (spikejit.ir.ops.pad): a side branch.
+        Node("pad", O.Pad(before=1, after=2), (Use("th"),)),
         Node("y1", O.Output(), (Use("lif"),)),
         Node("y2", O.Output(), (Use("clif"),)),
     ]
@@ -187,6 +189,8 @@ OP_STRATEGIES: dict[type[O.Op], st.SearchStrategy[O.Op]] = {
     O.HodgkinHuxley: _biophysical(O.HodgkinHuxley),
     O.AdEx: _biophysical(O.AdEx),
     O.Izhikevich: _biophysical(O.Izhikevich),
+    O.Pad: st.builds(lambda a, b: O.Pad(before=a, after=b), st.integers(0, 4),
+                     st.integers(0, 4)),
 }
 
 ops = st.one_of(*OP_STRATEGIES.values())

@@ -191,7 +191,7 @@ ERRORS = [
     (H + "  %x = snn.foo(%x)\n}",
      "line 2, column 8: unknown op 'snn.foo'; known ops: bio.adex, bio.hh, bio.izhikevich, "
      "io.input, io.output, nn.affine, "
-     "nn.avgpool2d, nn.conv1d, nn.conv2d, nn.flatten, nn.linear, nn.scale, nn.sumpool2d, "
+     "nn.avgpool2d, nn.conv1d, nn.conv2d, nn.flatten, nn.linear, nn.pad, nn.scale, nn.sumpool2d, "
      "snn.cuba_li, snn.cuba_lif, snn.delay, snn.i, snn.if, snn.li, snn.lif, snn.threshold\n"
      "    %x = snn.foo(%x)\n"
      "         ^"),
