@@ -451,6 +451,9 @@ class _Run:
             ys = ({m: cur[m] for m in exported}, {m: st[m] for m in traced_neurons})
             return {"s": st, "buf": new_buf, "ring": new_ring}, ys
 
+        carry: dict[str, Any]
+        outs: dict[str, Array]
+        states: dict[str, dict[str, Array]]
         carry, (outs, states) = lax.scan(body, carry0, xs, length=self.steps,
                                            unroll=prog.options.unroll)
         for m in members:

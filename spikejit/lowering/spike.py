@@ -22,6 +22,7 @@ same function object in every trace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -87,8 +88,8 @@ def _spike_vjp_fwd(
     v = jnp.asarray(v)
     threshold = jnp.asarray(threshold)
     # Keep x = v - threshold (one array) and the two shapes as zero-size witnesses.
-    return _heaviside(v, threshold), (v - threshold, jnp.zeros(v.shape + (0,), v.dtype),
-                                      jnp.zeros(threshold.shape + (0,), threshold.dtype))
+    return _heaviside(v, threshold), (v - threshold, jnp.zeros((*v.shape, 0), v.dtype),
+                                      jnp.zeros((*threshold.shape, 0), threshold.dtype))
 
 
 def _spike_vjp_bwd(
@@ -106,6 +107,7 @@ def _spike_vjp_bwd(
 spike_vjp.defvjp(_spike_vjp_fwd, _spike_vjp_bwd)
 
 #: ``spike_ad`` compile option -> spike function.
-SPIKE_FUNCTIONS = {"jvp": spike, "vjp": spike_vjp}
+SPIKE_FUNCTIONS: dict[str, Callable[[jax.Array, jax.Array, BoundSurrogate], jax.Array]] = {
+    "jvp": spike, "vjp": spike_vjp}
 
 __all__ = ["SPIKE_FUNCTIONS", "spike", "spike_vjp"]

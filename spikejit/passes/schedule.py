@@ -153,9 +153,12 @@ def _segments(graph: Graph, cyclic: list[list[str]], steps: tuple[str, ...],
     runs: list[tuple[bool, list[str]]] = []
     current: bool | None = None
     while ready[False] or ready[True]:
-        kind = current if current is not None and ready[current] else (
-            False if not ready[True] or (ready[False] and ready[False][0] < ready[True][0])
-            else True)
+        if current is not None and ready[current]:
+            kind = current  # keep extending the current run: fewer, longer segments
+        elif not ready[True] or not ready[False]:
+            kind = bool(ready[True])
+        else:
+            kind = ready[True][0] < ready[False][0]  # the earliest node in print order
         _, c = heapq.heappop(ready[kind])
         if runs and runs[-1][0] == kind:
             runs[-1][1].extend(comps[c])

@@ -66,7 +66,8 @@ def test_surrogate_params_are_compile_options() -> None:
          "n.r": np.array([1.0], np.float32)}
     x = np.full((1, 1, 1), 0.9, np.float32)
     for slope in (2.0, 10.0):
-        model = spikejit.compile((g, p), surrogate="fast_sigmoid", surrogate_params={"slope": slope})
+        model = spikejit.compile((g, p), surrogate="fast_sigmoid",
+                                 surrogate_params={"slope": slope})
         gx = jax.grad(lambda xx, m=model: m.apply(m.params, xx).sum())(x)
         np.testing.assert_allclose(float(gx[0, 0, 0]), 1 / (1 + slope * 0.1) ** 2, rtol=1e-5)
 
