@@ -165,7 +165,8 @@ def _parse_options(text: str, name: str, body: str) -> tuple[tuple[str, Any], ..
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key.isidentifier():
-            raise PassError(f"pipeline {text!r}: option {item!r} of pass {name!r} must be key=value")
+            raise PassError(f"pipeline {text!r}: option {item!r} of pass {name!r} must be "
+                            f"key=value")
         out.append((key, _option_value(raw.strip())))
     return tuple(out)
 

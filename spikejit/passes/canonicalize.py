@@ -18,11 +18,12 @@ run time). The rules, applied in one sweep over the nodes:
    Both mean ``y[t] = x[t-k]`` with zeros before the start.
 4. **No output-of-output chains.** A node reading an ``io.output`` that has one operand
    reads that operand instead (the ``io.output`` itself stays: it is observed by id).
-5. **Elementwise parameters have the layer shape.** A parameter of a neuron,
-   ``snn.threshold`` or ``nn.scale`` whose shape is not the layer shape (a scalar ``f32[]``,
-   or ``[1]``), an ``nn.affine`` bias not of the output shape and a conv bias not of shape
-   ``[C_out]`` are replaced by a derived parameter ``broadcast(@p) {shape = [...]}``. The
-   user still passes the scalar; gradients flow back through the broadcast.
+5. **Elementwise parameters have the layer shape.** A parameter of a NIR neuron
+   (``snn.i/if/li/lif/cuba_li/cuba_lif``), ``snn.threshold`` or ``nn.scale`` whose shape
+   is not the layer shape (a scalar ``f32[]``, or ``[1]``), an ``nn.affine`` bias not of
+   the output shape and a conv bias not of shape ``[C_out]`` are replaced by a derived
+   parameter ``broadcast(@p) {shape = [...]}``. The user still passes the scalar;
+   gradients flow back through the broadcast.
 
 Operands keep their order, so every sum is computed in the same order as before and
 results are bit-identical (a bypassed node has exactly one operand).
@@ -37,10 +38,29 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from spikejit.ir.graph import Graph, Node, Use
-from spikejit.ir.ops import Affine, Conv1d, Conv2d, Delay, Flatten, Op, Output, Scale, Threshold
+from spikejit.ir.ops import (
+    IF,
+    LI,
+    LIF,
+    Affine,
+    Conv1d,
+    Conv2d,
+    CubaLI,
+    CubaLIF,
+    Delay,
+    Flatten,
+    Integrator,
+    Op,
+    Output,
+    Scale,
+    Threshold,
+)
 from spikejit.ir.types import ParamRef
 from spikejit.passes.base import Pass
 from spikejit.passes.rewrite import Derivations, finish, forward_to, shifted, substitute, typed
+
+#: Ops whose every parameter is applied elementwise, broadcast to the layer shape.
+ELEMENTWISE = (Integrator, IF, LI, LIF, CubaLI, CubaLIF, Threshold, Scale)
 
 
 def _input_shape(graph: Graph, node: Node) -> tuple[int, ...]:
@@ -86,7 +106,9 @@ def _layer_fields(node: Node) -> list[tuple[str, tuple[int, ...]]]:
     """Rule 5: (field, canonical shape) of every elementwise parameter field."""
     op, t = node.op, node.type
     assert t is not None
-    if op.category == "neuron" or isinstance(op, Threshold | Scale):
+    # Only ops whose parameters are documented as elementwise over the layer (the NIR
+    # neurons, threshold, scale); other neurons may read a parameter differently.
+    if isinstance(op, ELEMENTWISE):
         return [(f, t.shape) for f, _ in op.params()]
     if isinstance(op, Affine):
         return [("bias", t.shape)]
