@@ -63,3 +63,14 @@ def test_gradient_options_do_not_change_forward_values(g: Graph, seed: int) -> N
     FLIPS["examples"] += 1
     FLIPS["flips"] += report.flips
     FLIPS["with_flips"] += bool(report.flips)
+
+
+@settings(max_examples=10)
+@given(graphs(max_nodes=5, odd_names=True), st.integers(0, 2**16))
+def test_node_ids_that_need_quoting_lower_too(g: Graph, seed: int) -> None:
+    """Ids like ``S/lif`` (inlined NIR subgraphs), ``a b`` or ``q"t`` become named scopes."""
+    report = check_model(g, random_params(g, seed), random_input(g, 4, 2, seed),
+                         modes=("auto", "stepwise"))
+    FLIPS["examples"] += 1
+    FLIPS["flips"] += report.flips
+    FLIPS["with_flips"] += bool(report.flips)
