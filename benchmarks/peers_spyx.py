@@ -113,8 +113,10 @@ def build(impl: str, w: wl.Workload, params: Mapping[str, np.ndarray],
 
     prep = prepare_jax(None if w.train_only else forward, loss, state, jnp.asarray(x),
                        grad_names=lambda g: _grad_names(w, nnx.merge(graphdef, g, rest)))
-    prep.notes.append("spike from the pre-update membrane, subtractive reset, trainable beta "
-                      f"({'spyx.nn.run over the whole Sequential' if stepwise else 'layers batched over T*B, run() per LIF'})")
+    form = ("spyx.nn.run over the whole Sequential" if stepwise
+            else "layers batched over T*B, run() per LIF")
+    prep.notes.append(f"spike from the pre-update membrane, subtractive reset, trainable beta "
+                      f"({form})")
     return prep
 
 

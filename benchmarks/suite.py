@@ -9,15 +9,17 @@ job) down with the kernel's OOM killer. Its peak memory is then the child's own.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,51 +96,124 @@ def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray],
     raise ValueError(f"unknown implementation {impl!r}; known: {', '.join(IMPLS)}")
 
 
-def measure(impl: str, w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarray,
-            budget: Budget, reference: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build, time and check one implementation; never raises (errors become records)."""
-    rec: dict[str, Any] = {"workload": w.name, "impl": impl}
+@dataclass
+class Entry:
+    """One implementation being measured: its record so far and its prepared callables."""
+
+    impl: str
+    rec: dict[str, Any]
+    prep: harness.Prepared | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, exc: BaseException) -> None:
+        """Record ``exc`` as the reason this implementation cannot run; drop its callables."""
+        msg = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
+        if isinstance(exc, MemoryError) or "alloc" in msg.lower() or "memory" in msg.lower():
+            msg = "out of memory: " + msg
+        self.rec.update(status="failed", reason=msg, traceback=traceback.format_exc()[-2000:])
+        self.prep = None
+
+    def fn(self, phase: str) -> Callable[[], Any] | None:
+        """The callable of ``phase`` ("fwd"/"train"), if this entry is still running."""
+        if self.prep is None or "status" in self.rec:
+            return None
+        return self.prep.forward if phase == "fwd" else self.prep.train_step
+
+
+def prepare(impl: str, w: wl.Workload, params: dict[str, np.ndarray],
+            x: np.ndarray) -> Entry:
+    """Build ``impl`` (compiling what it compiles ahead of time); errors become records."""
+    entry = Entry(impl, {"workload": w.name, "impl": impl})
     reason = skip_reason(impl, w)
     if reason is not None:
-        return {**rec, "status": "skipped", "reason": reason}
+        entry.rec.update(status="skipped", reason=reason)
+        return entry
     try:
         t0 = time.perf_counter()
-        prep = build(impl, w, params, x)
-        rec["build_s"] = time.perf_counter() - t0
-        rec.update(compile_s=prep.compile_s, xla_bytes=prep.xla_bytes, notes=prep.notes)
+        entry.prep = build(impl, w, params, x)
+        entry.rec["build_s"] = time.perf_counter() - t0
+        prep = entry.prep
+        entry.rec.update(compile_s=prep.compile_s, xla_bytes=prep.xla_bytes, notes=prep.notes)
         too_big = _exceeds_memory_limit(prep)
         if too_big is not None:
-            return {**rec, "status": "failed", "reason": too_big}
-        fwd_flops, train_flops = wl.matmul_flops(w)
-        outputs: dict[str, Any] = {}
-        for phase, fn, flops in (("fwd", prep.forward, fwd_flops),
-                                 ("train", prep.train_step, train_flops)):
+            entry.rec.update(status="failed", reason=too_big)
+            entry.prep = None
+    except Exception as e:  # a peer that cannot build a workload is reported, not fatal
+        entry.fail(e)
+    return entry
+
+
+def _call(entry: Entry, fn: Callable[[], Any]) -> tuple[float, Any] | None:
+    """Time one call; on error mark the entry failed and return ``None``."""
+    try:
+        t0 = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t0, out
+    except Exception as e:
+        entry.fail(e)
+        return None
+
+
+def run_entries(entries: Sequence[Entry], w: wl.Workload, budget: Budget) -> list[dict[str, Any]]:
+    """Time every entry, interleaved, and check it against the baseline.
+
+    The machine is shared, so its load drifts during a run. Timed calls therefore go in
+    rounds (every implementation once per round, baseline first) rather than one
+    implementation's runs back to back: a load change hits all of them alike, and the
+    per-round ratio to the baseline (``ratio_paired``, median over rounds) stays
+    meaningful even when absolute times move.
+    """
+    flops = dict(zip(("fwd", "train"), wl.matmul_flops(w), strict=True))
+    base = next((e for e in entries if e.impl == BASELINE), None)
+    for phase in ("fwd", "train"):
+        live = [e for e in entries if e.fn(phase) is not None]
+        gc.collect()
+        for e in live:  # warm-up; the first call is reported (torch.compile compiles here)
+            for k in range(max(budget.warmup, 1)):
+                got = _call(e, e.fn(phase))  # type: ignore[arg-type]
+                if got is None:
+                    break
+                if k == 0:
+                    e.rec[phase] = {"first_call_s": got[0], "runs_s": []}
+                e.outputs[phase] = got[1]
+        for _ in range(budget.repeats):
+            for e in live:
+                fn = e.fn(phase)
+                got = None if fn is None else _call(e, fn)
+                if got is not None:
+                    e.rec[phase]["runs_s"].append(got[0])
+        for e in live:
+            fn = e.fn(phase)
             if fn is None:
                 continue
-            timing, outputs[phase] = harness.time_call(fn, budget.repeats, budget.warmup)
-            rec[phase] = {"median_s": timing.median, "runs_s": timing.runs,
-                          "first_call_s": timing.first_call,
-                          "gflops": flops / timing.median / 1e9,
-                          "peak_rss_bytes": harness.peak_rss_growth(fn)}
-        if "fwd" in outputs:
-            rec["spike_rate"] = float(np.mean(np.asarray(outputs["fwd"])))
-        if reference is not None and impl != BASELINE:
-            if "fwd" in outputs and "fwd" in reference:
-                rec["spike_agreement"] = harness.spike_agreement(outputs["fwd"],
-                                                                 reference["fwd"])
-            if "train" in outputs and "train" in reference:
-                rec["grad_cosine"] = harness.grad_cosine(outputs["train"], reference["train"])
-        elif impl == BASELINE and reference is not None:
-            reference.update(outputs)
-        rec["status"] = "ok"
-    except MemoryError as e:
-        rec.update(status="failed", reason=f"out of memory: {e}")
-    except Exception as e:  # a peer that cannot run a workload is reported, not fatal
-        msg = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
-        if "alloc" in msg.lower() or "memory" in msg.lower():
-            msg = "out of memory: " + msg
-        rec.update(status="failed", reason=msg, traceback=traceback.format_exc()[-2000:])
-    return rec
+            r = e.rec[phase]
+            r["median_s"] = statistics.median(r["runs_s"])
+            r["gflops"] = flops[phase] / r["median_s"] / 1e9
+            if base is not None and base.fn(phase) is not None:
+                pairs = zip(r["runs_s"], base.rec[phase]["runs_s"], strict=True)
+                r["ratio_paired"] = statistics.median(a / b for a, b in pairs)
+            try:
+                r["peak_rss_bytes"] = harness.peak_rss_growth(fn)
+            except Exception as exc:
+                e.fail(exc)
+    for e in entries:
+        if "status" in e.rec:
+            continue
+        if "fwd" in e.outputs:
+            e.rec["spike_rate"] = float(np.mean(np.asarray(e.outputs["fwd"])))
+        if base is not None and e is not base:
+            for phase, key, check in (("fwd", "spike_agreement", harness.spike_agreement),
+                                      ("train", "grad_cosine", harness.grad_cosine)):
+                if phase in e.outputs and phase in base.outputs:
+                    e.rec[key] = check(e.outputs[phase], base.outputs[phase])
+        e.rec["status"] = "ok"
+    return [e.rec for e in entries]
+
+
+def measure(impl: str, w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarray,
+            budget: Budget) -> dict[str, Any]:
+    """Build, time and record one implementation on its own; never raises."""
+    return run_entries([prepare(impl, w, params, x)], w, budget)[0]
 
 
 def _exceeds_memory_limit(prep: harness.Prepared) -> str | None:
@@ -156,17 +231,19 @@ def _exceeds_memory_limit(prep: harness.Prepared) -> str | None:
 
 def run_workload(w: wl.Workload, impls: Sequence[str], budget: Budget,
                  log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """All ``impls`` on one workload in this process (baseline first when present)."""
+    """All ``impls`` on one workload in this process, timed in interleaved rounds."""
     params, x = wl.make_params(w), wl.make_input(w)
-    reference: dict[str, Any] = {}
-    records = []
+    entries = []
     for impl in sorted(impls, key=lambda i: i != BASELINE):
         if impl == "spikejit-remat":  # only meaningful (and only reported) on "long"
             continue
-        rec = measure(impl, w, params, x, budget, reference)
-        records.append(rec)
+        entries.append(prepare(impl, w, params, x))
+        log(f"{w.name:>9} {impl:<15} built in {entries[-1].rec.get('build_s', 0):.1f} s")
+    records = run_entries(entries, w, budget)
+    for rec in records:
         log(summary_line(rec))
-        _reset_torch_compile()
+    del entries
+    _reset_torch_compile()
     return records
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
-
 from benchmarks import report, suite
 from benchmarks import workloads as wl
 from benchmarks.run import run_suite
+
+pytestmark = pytest.mark.slow
 
 #: Peers are optional for the suite; test those that are installed. torch.compile is left
 #: out: compiling even a tiny unrolled graph takes longer than this whole test.
@@ -35,9 +35,8 @@ PLAN = {"mlp": IMPLS, "cnn": ["jax", "spikejit"], "recurrent": FEW}
 def smoke_result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("bench")
     result: dict = {}
-    for name in ("mlp", "cnn"):  # two runs: all impls on the MLP, FEW on the rest
-        only = ["mlp"] if name == "mlp" else ["cnn", "recurrent"]
-        path = run_suite(False, out / name, mode="smoke", only=only, impls=PLAN[name],
+    for name, impls in PLAN.items():
+        path = run_suite(False, out / name, mode="smoke", only=[name], impls=impls,
                          log=lambda s: None)
         assert path == out / name / "bench-smoke.json"
         assert (out / name / "bench-smoke.md").is_file()
