@@ -149,9 +149,10 @@ def matmul_roofline(size: int = 2048, rows: int = 3200,
     """Measured fp32 matmul throughput of this machine in GFLOP/s.
 
     A peak, so the *fastest* of ``repeats`` runs counts (on a shared machine the median
-    would measure the neighbours' load). Times ``[rows, size] @ [size, size]`` (the MLP's layer shape, ``rows = T*B``) and a
-    square ``size^3`` product in JAX and in PyTorch; ``peak`` is the best of them, the
-    "hardware limit" the workloads' GFLOP/s are compared with.
+    would measure the neighbours' load). Times ``[rows, size] @ [size, size]`` (the MLP's
+    layer shape, ``rows = T*B``) and a square ``size^3`` product in JAX and in PyTorch;
+    ``peak`` is the best of them, the "hardware limit" the workloads' GFLOP/s are compared
+    with.
     """
     import jax
     import jax.numpy as jnp
