@@ -54,12 +54,16 @@ _LAZY: dict[str, str] = {
 }
 
 
+#: Lazy names that are modules rather than attributes of a module.
+_SUBMODULES = frozenset({"errors", "ir", "passes"})
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'spikejit' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if module.endswith("." + name) else getattr(mod, name)
+    value = mod if name in _SUBMODULES else getattr(mod, name)
     globals()[name] = value
     return value
 
