@@ -11,7 +11,9 @@ file and the HDF5 path of the dataset.
 
 from __future__ import annotations
 
+import mmap
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,9 @@ def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
 
     path = Path(path)
     label = str(path)
-    if not path.exists():
-        raise ModelFileError(f"NIR file {label!r} does not exist")
+    if not path.is_file():
+        raise ModelFileError(f"NIR file {label!r} does not exist or is not a file")
+    check_global_heaps(path)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -84,6 +87,49 @@ def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
     except (OSError, KeyError, RuntimeError, ValueError) as e:
         # h5py raises these for damaged B-trees, bad chunks or truncated files.
         raise ModelFileError(f"NIR file {label!r} is damaged: {e}") from None
+
+
+def check_global_heaps(path: Path) -> None:
+    """Refuse a file whose HDF5 global heap (where variable-length strings live) is damaged.
+
+    The HDF5 library loops forever on some damaged heap collections (an object header
+    zeroed in the middle of a collection), so the collections are walked here first, using
+    the layout of the HDF5 file format (version-1 collections, 8-byte lengths, as h5py
+    writes them): ``"GCOL"``, version 1, 3 reserved bytes, the collection size, then objects
+    ``(index: u16, refcount: u16, reserved: 4 bytes, size: u64, data padded to 8 bytes)``
+    up to a free-space object (index 0) whose size is exactly the rest of the collection.
+    """
+    with path.open("rb") as fh:
+        try:
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):  # an empty file cannot be mapped: h5py reports it
+            return
+        with data:
+            start = data.find(b"GCOL")
+            while start >= 0:
+                if data[start + 4:start + 8] == b"\x01\x00\x00\x00":
+                    problem = _heap_problem(data, start)
+                    if problem:
+                        raise ModelFileError(f"NIR file {str(path)!r} is damaged: the HDF5 "
+                                             f"global heap at byte {start} {problem}")
+                start = data.find(b"GCOL", start + 4)
+
+
+def _heap_problem(data: Any, start: int) -> str | None:
+    if start + 16 > len(data):
+        return "is cut off"
+    (size,) = struct.unpack_from("<Q", data, start + 8)
+    end = start + size
+    if size < 16 or end > len(data):
+        return f"claims {size} bytes, beyond the end of the file"
+    p = start + 16
+    while p + 16 <= end:
+        index = struct.unpack_from("<H", data, p)[0]
+        (length,) = struct.unpack_from("<Q", data, p + 8)
+        if index == 0:
+            return None if length == end - p else "has a damaged free-space record"
+        p += 16 + (length + 7) // 8 * 8
+    return None if p <= end else "has an object that runs past its end"
 
 
 def _read_group(group: Any, label: str, path: str, depth: int) -> RawNode | RawGraph:
