@@ -34,6 +34,24 @@ def P(name: str, *shape: int, dtype: str = "f32") -> ParamRef:
     return ParamRef(name, T(*shape, dtype=dtype))
 
 
+def _fused_layers() -> list[Node]:
+    """One node per fused layer op, each reading a zoo node its synapse fits."""
+    sources = {O.Linear: ("th", (3, 6)), O.Affine: ("th", (3, 6)), O.Conv1d: ("s", (2, 3, 3)),
+               O.Conv2d: ("x", (2, 2, 3, 3))}
+    nodes = []
+    for (syn, _), cls in O.FUSED_OPS.items():
+        nid = cls.mnemonic.partition(".")[2]
+        src, shape = sources[syn]
+        values = {"weight": P(f"{nid}.weight", *shape)}
+        if syn is O.Affine:
+            values["bias"] = P(f"{nid}.bias", 3)
+        for f in cls.neuron_fields():
+            if f in ("tau", "tau_mem", "tau_syn", "v_threshold"):
+                values[f] = P(f"{nid}.{f}")
+        nodes.append(Node(nid, cls(**values), (Use(src),)))
+    return nodes
+
+
 def zoo_graph() -> Graph:
     """A verified graph with every registered op, two inputs and two outputs."""
     nodes = [
@@ -70,8 +88,9 @@ def zoo_graph() -> Graph:
              (Use("th"),)),
         Node("adex", O.AdEx(b=P("adex.b", 6)), (Use("hh"),)),
         Node("izh", O.Izhikevich(d=P("izh.d", 6), preset="CH"), (Use("adex"),)),
-        # Ops that only passes introduce (spikejit.ir.ops.pad): a side branch.
+        # Ops that only passes introduce (spikejit.ir.ops.pad, .fused): side branches.
         Node("pad", O.Pad(before=1, after=2), (Use("th"),)),
+        *_fused_layers(),
         Node("y1", O.Output(), (Use("lif"),)),
         Node("y2", O.Output(), (Use("clif"),)),
     ]
@@ -192,6 +211,10 @@ OP_STRATEGIES: dict[type[O.Op], st.SearchStrategy[O.Op]] = {
     O.Pad: st.builds(lambda a, b: O.Pad(before=a, after=b), st.integers(0, 4),
                      st.integers(0, 4)),
 }
+OP_STRATEGIES.update({
+    cls: st.builds(O.FusedLayer.fuse, OP_STRATEGIES[syn], OP_STRATEGIES[neu])
+    for (syn, neu), cls in O.FUSED_OPS.items()
+})
 
 ops = st.one_of(*OP_STRATEGIES.values())
 

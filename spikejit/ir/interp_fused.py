@@ -1,17 +1,21 @@
 """Reference-interpreter rules of the ops that only optimisation passes introduce.
 
-``nn.pad`` (``merge-fanin``): zeros around the last axis. :data:`FUSED_RULES` is spread
-into :data:`spikejit.ir.interp_rules.INTERPRETER_RULES`.
+``nn.pad`` (``merge-fanin``): zeros around the last axis. Fused layers
+(``fuse-synapse-neuron``): the synapse's own rule, then the neuron's, each with its own
+fields, so a fused layer computes exactly what the two nodes computed. :data:`FUSED_RULES`
+is spread into :data:`spikejit.ir.interp_rules.INTERPRETER_RULES`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spikejit.ir.ops import Op
+from spikejit.ir.ops.fused import FUSED_OPS, FusedLayer
 from spikejit.ir.ops.pad import Pad
 
 if TYPE_CHECKING:
@@ -25,4 +29,23 @@ def _pad(ctx: StepContext, x: Operand, state: State) -> Result:
     return np.pad(x, widths), {}
 
 
-FUSED_RULES: Mapping[type[Op], Callable[[StepContext, Operand, State], Result]] = {Pad: _pad}
+def _part(ctx: StepContext, op: Op, fields: tuple[str, ...]) -> StepContext:
+    """The context of one part of a fused layer: its op and its own parameters."""
+    p = {k: v for k, v in ctx.p.items() if k in fields}
+    return dataclasses.replace(ctx, node=ctx.node.replace(op=op), p=p)
+
+
+def _fused(ctx: StepContext, x: Operand, state: State) -> Result:
+    from spikejit.ir.interp_rules import INTERPRETER_RULES  # the table this module extends
+
+    op = ctx.node.op
+    assert x is not None and isinstance(op, FusedLayer)
+    synapse, neuron = op.synapse(), op.neuron()
+    y, _ = INTERPRETER_RULES[type(synapse)](_part(ctx, synapse, op.synapse_fields()), x, {})
+    return INTERPRETER_RULES[type(neuron)](_part(ctx, neuron, op.neuron_fields()), y, state)
+
+
+FUSED_RULES: Mapping[type[Op], Callable[[StepContext, Operand, State], Result]] = {
+    Pad: _pad,
+    **dict.fromkeys(FUSED_OPS.values(), _fused),
+}

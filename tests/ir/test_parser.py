@@ -27,6 +27,10 @@ from spikejit.ir import (
 from spikejit.ir import ops as O
 from spikejit.ir.parser import parse_file
 
+#: The fused layer ops (spikejit.ir.ops.fused), as they sort in the known-ops list.
+SYNAPSES = ("affine", "conv1d", "conv2d", "linear")
+NEURONS = ("cuba_li", "cuba_lif", "i", "if", "li", "lif")
+
 RNN_TEXT = """\
 // A recurrent network, written by hand: spacing and comments are free.
 graph @rnn attributes {dt = 1e-3, reset = "subtract"} {
@@ -190,7 +194,8 @@ ERRORS = [
      "                            ^"),
     (H + "  %x = snn.foo(%x)\n}",
      "line 2, column 8: unknown op 'snn.foo'; known ops: bio.adex, bio.hh, bio.izhikevich, "
-     "io.input, io.output, nn.affine, "
+     "io.input, io.output, " + ", ".join(f"layer.{s}_{n}" for s in SYNAPSES for n in NEURONS)
+     + ", nn.affine, "
      "nn.avgpool2d, nn.conv1d, nn.conv2d, nn.flatten, nn.linear, nn.pad, nn.scale, nn.sumpool2d, "
      "snn.cuba_li, snn.cuba_lif, snn.delay, snn.i, snn.if, snn.li, snn.lif, snn.threshold\n"
      "    %x = snn.foo(%x)\n"

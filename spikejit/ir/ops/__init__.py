@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from spikejit.ir.ops.base import Op, OpError
 from spikejit.ir.ops.biophysical import AdEx, HodgkinHuxley, Izhikevich
+from spikejit.ir.ops.fused import FUSED_OPS, FusedLayer
 from spikejit.ir.ops.io import Input, Output
 from spikejit.ir.ops.neurons import (
     IF,
@@ -50,6 +51,7 @@ OPS: dict[str, type[Op]] = {
         AdEx,
         Izhikevich,
         Pad,
+        *FUSED_OPS.values(),
     )
 }
 
@@ -77,7 +79,9 @@ __all__ = [
     "CubaLI",
     "CubaLIF",
     "Delay",
+    "FUSED_OPS",
     "Flatten",
+    "FusedLayer",
     "HodgkinHuxley",
     "Input",
     "Integrator",
