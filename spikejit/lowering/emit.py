@@ -352,6 +352,10 @@ class _Run:
             y = jnp.reshape(y, (steps, batch, *y.shape[1:]))
         else:
             x = self.operand_full(node)
+            if rule.pre is not None:  # a fused layer's synapse: once over T*B samples
+                steps, batch = x.shape[:2]
+                x = rule.pre(ctx, jnp.reshape(x, (steps * batch, *x.shape[2:])))
+                x = jnp.reshape(x, (steps, batch, *x.shape[1:]))
             assert rule.prepare is not None
             consts = rule.prepare(ctx)
             s0 = {var: self.state[nid][var] for var in node.op.state_vars}
@@ -441,7 +445,10 @@ class _Run:
                     elif rule.kind == "map":
                         cur[m] = rule.apply(ctx, operand(node))
                     else:
-                        cur[m], st[m] = rule.apply(ctx, consts[m], st[m], operand(node))
+                        x = operand(node)
+                        if rule.pre is not None:  # a fused layer's synapse
+                            x = rule.pre(ctx, x)
+                        cur[m], st[m] = rule.apply(ctx, consts[m], st[m], x)
             new_buf = {}
             for m, buf in carry["buf"].items():
                 with jax.named_scope(m):

@@ -106,11 +106,17 @@ def node_context(graph: Graph, node: Node, params: Mapping[str, Array], spike: S
 
 @dataclass(frozen=True)
 class Rule:
-    """How one op class lowers (see the module docstring for the three kinds)."""
+    """How one op class lowers (see the module docstring for the three kinds).
+
+    A ``neuron`` rule may have ``pre``, a stateless map applied to the summed operand
+    before the neuron step (fused layers: the synapse). Layerwise segments apply it once
+    to the whole ``[T*B, ...]`` block before the scan, stepwise segments per step.
+    """
 
     kind: str
     apply: Callable[..., Any]
     prepare: Callable[[NodeContext], dict[str, Any]] | None = None
+    pre: Callable[[NodeContext, Array], Array] | None = None
 
 
 # -- stateless ops ------------------------------------------------------------------------
