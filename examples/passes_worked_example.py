@@ -1,8 +1,8 @@
 """The worked example of ``docs/passes.md``: a small NIR model through the O2 pipeline.
 
-Builds a NIR graph in memory (a flatten, an affine layer with a gain, a recurrent LIF
-layer, two stacked linear maps, a two-step delay and a leaky readout, as exporters write
-them), imports it with ``spikejit.from_nir``, runs ``shape-inference``, the ``O2`` passes
+Builds a NIR graph in memory (a two-step input delay, a flatten, an affine layer with a
+gain, a recurrent LIF layer, two stacked linear maps and a leaky readout, as exporters
+write them), imports it with ``spikejit.from_nir``, runs ``shape-inference``, the ``O2`` passes
 and ``schedule``, and prints the IR after every pass, checking on the way that the
 reference interpreter gives the same outputs after each pass as before the first.
 
@@ -39,6 +39,7 @@ def build_nir_graph() -> nir.NIRGraph:
 
     nodes = {
         "input": nir.Input(input_type=np.array([2, 3])),
+        "delay": nir.Delay(delay=np.full((2, 3), 0.002, np.float32)),
         "flat": nir.Flatten(start_dim=0, end_dim=1, input_type={"input": np.array([2, 3])}),
         "fc1": nir.Affine(weight=w(8, 6), bias=full(8, 0.1)),
         "gain": nir.Scale(scale=full(8, 2.0)),
@@ -47,13 +48,12 @@ def build_nir_graph() -> nir.NIRGraph:
         "rec": nir.Linear(weight=w(8, 8)),
         "fc2": nir.Linear(weight=w(8, 8)),
         "fc3": nir.Affine(weight=w(3, 8), bias=full(3, 0.0)),
-        "delay": nir.Delay(delay=full(3, 0.002)),
         "li": nir.LI(tau=full(3, 0.05), r=full(3, 1.0), v_leak=full(3, 0.0)),
         "output": nir.Output(output_type=np.array([3])),
     }
-    edges = [("input", "flat"), ("flat", "fc1"), ("fc1", "gain"), ("gain", "lif1"),
-             ("lif1", "rec"), ("rec", "lif1"), ("lif1", "fc2"), ("fc2", "fc3"),
-             ("fc3", "delay"), ("delay", "li"), ("li", "output")]
+    edges = [("input", "delay"), ("delay", "flat"), ("flat", "fc1"), ("fc1", "gain"),
+             ("gain", "lif1"), ("lif1", "rec"), ("rec", "lif1"), ("lif1", "fc2"),
+             ("fc2", "fc3"), ("fc3", "li"), ("li", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges)
 
 

@@ -26,12 +26,13 @@ from spikejit.passes.cse import CSE
 from spikejit.passes.dce import DCE
 from spikejit.passes.fold_affine import FOLD_AFFINE
 from spikejit.passes.fold_scale import FOLD_SCALE
+from spikejit.passes.fuse_synapse_neuron import FUSE_SYNAPSE_NEURON
 from spikejit.passes.merge_fanin import MERGE_FANIN
 from spikejit.passes.schedule import SCHEDULE
 from spikejit.passes.shape_inference import SHAPE_INFERENCE
 
-for _p in (SHAPE_INFERENCE, CANONICALIZE, FOLD_SCALE, FOLD_AFFINE, CSE, MERGE_FANIN, DCE,
-           SCHEDULE):
+for _p in (SHAPE_INFERENCE, CANONICALIZE, FOLD_SCALE, FOLD_AFFINE, CSE, MERGE_FANIN,
+           FUSE_SYNAPSE_NEURON, DCE, SCHEDULE):
     register_pass(_p)
 
 PRESETS.update({
@@ -39,8 +40,9 @@ PRESETS.update({
     "O0": "",
     # Cheap clean-ups that never touch parameter values (apart from broadcasts).
     "O1": "canonicalize,cse,dce",
-    # Everything: folding before CSE (folded nodes become comparable), DCE last.
-    "O2": "canonicalize,fold-scale,fold-affine,cse,merge-fanin,dce",
+    # Everything: folding before CSE (folded nodes become comparable), fusion after every
+    # rewrite of synapses, DCE last.
+    "O2": "canonicalize,fold-scale,fold-affine,cse,merge-fanin,fuse-synapse-neuron,dce",
 })
 
 #: The level ``spikejit.compile`` should use when the caller names none.

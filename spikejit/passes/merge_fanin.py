@@ -18,8 +18,9 @@ reads, the sum ``sum_i (W_i x_i + b_i)`` can be computed by one projection:
   in the same recurrent component (merging an input projection into a recurrent one would
   move it from one product over all time steps into the per-step scan).
 
-Legality: each merged projection is read only by this node; read at the same step, or,
-for an ``nn.linear`` (zeros map to zeros), with a delay that moves onto its operands.
+Legality: each merged projection is read only by this node (a projection it reads
+twice, at the same delay, counts twice); read at the same step, or, for an ``nn.linear`` (zeros map to
+zeros), with a delay that moves onto its operands.
 The merged node takes the first projection's id and its place among the operands; the
 other projections are removed. Results differ by rounding only (sums regrouped).
 
@@ -43,7 +44,6 @@ from spikejit.passes.rewrite import (
     finish,
     rename_to,
     shifted,
-    single_user,
     substitute,
     typed,
 )
@@ -51,12 +51,15 @@ from spikejit.passes.schedule import cyclic_components
 
 
 def _projection(graph: Graph, node: Node, use: Use) -> Node | None:
-    """The producer of ``use`` if it is a mergeable projection read only by ``node``."""
+    """The producer of ``use`` if it is a mergeable projection read only by ``node`` (maybe
+    several times: each use counts as one term of the sum)."""
     p = graph.node(use.node)
     op = p.op
     if not isinstance(op, Linear | Affine) or op.weight.type.rank != 2 or p.id == node.id:
         return None
-    if single_user(graph, p.id) is None:
+    users = graph.users[p.id]
+    # All uses by this node and at one delay: a merge then rewrites every use of ``p``.
+    if any(c != node.id for c, _ in users) or len({u.delay for _, u in users}) != 1:
         return None
     if use.delay and not isinstance(op, Linear):
         return None  # an affine map does not send the zeros before the start to zeros
@@ -145,11 +148,19 @@ class _Round:
             op = _merged_op(weight, _bias(self.der, first.id, [p for _, p, _ in items]))
             self.replaced[first.id] = first.replace(op=op, inputs=items[0][2])
             out[items[0][0]] = Use(first.id)
-            for i, p, _ in items[1:]:
+            for i, _, _ in items[1:]:
                 out[i] = None
-                self.subst[p.id] = rename_to(first.id)  # never read: its only user changed
-            self.claimed |= {p.id for _, p, _ in items}
+            self.remove(items)
         return out
+
+    def remove(self, items: list[tuple[int, Node, tuple[Use, ...]]]) -> None:
+        """Claim the merged projections and drop all but the first (which now computes
+        the merged product). None is read elsewhere: their only reader was rewritten."""
+        first = items[0][1].id
+        for _, p, _ in items:
+            self.claimed.add(p.id)
+            if p.id != first:
+                self.subst[p.id] = rename_to(first)
 
     def merge_wide(self, items: list[tuple[int, Node, tuple[Use, ...]]]) -> dict[int, Use | None]:
         if len(items) < 2:
@@ -171,10 +182,9 @@ class _Round:
         self.replaced[first.id] = first.replace(op=op, inputs=tuple(Use(q.id) for q in pads))
         self.before[first.id] = pads
         out: dict[int, Use | None] = {items[0][0]: Use(first.id)}
-        for i, p, _ in items[1:]:
+        for i, _, _ in items[1:]:
             out[i] = None
-            self.subst[p.id] = rename_to(first.id)
-        self.claimed |= {p.id for _, p, _ in items}
+        self.remove(items)
         return out
 
     def result(self) -> Graph | None:

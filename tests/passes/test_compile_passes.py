@@ -161,3 +161,35 @@ def test_merged_fanin_compiles_like_the_original() -> None:
                                atol=1e-6)
     np.testing.assert_allclose(np.asarray(merged(x)), spikejit.interpret(merged.graph, params, x),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", [pytest.param("auto", marks=pytest.mark.slow), "stepwise"])
+def test_fused_layers_compile_to_the_same_values(schedule: str) -> None:
+    text = (GOLDEN / "fuse-synapse-neuron" / "layers.snir").read_text(encoding="utf-8")
+    g = infer_types(parse(text.partition("// expect:")[0].partition("\n")[2]))
+    params = user_params(g, seed=5)
+    x = random_input(g, 10, 2, seed=5)
+    plain = spikejit.compile((g, params), passes="O0", schedule=schedule)
+    fused = spikejit.compile((g, params), passes="fuse-synapse-neuron", schedule=schedule)
+    assert sum(n.op.mnemonic.startswith("layer.") for n in fused.graph.nodes) == 2
+    a, b = plain(x), fused(x)
+    for k in a:
+        np.testing.assert_allclose(np.asarray(b[k]), np.asarray(a[k]), rtol=1e-6, atol=1e-6)
+    if schedule != "auto":
+        return  # gradients once: the schedule does not change them
+    ga = jax.grad(lambda p: jnp.sum(plain.apply(p, x)["y"] ** 2))(plain.params)
+    gb = jax.grad(lambda p: jnp.sum(fused.apply(p, x)["y"] ** 2))(fused.params)
+    for k in ga:
+        np.testing.assert_allclose(np.asarray(gb[k]), np.asarray(ga[k]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_fused_layer_is_one_product_over_all_steps_and_one_scan() -> None:
+    text = (GOLDEN / "fuse-synapse-neuron" / "recurrent.snir").read_text(encoding="utf-8")
+    g = infer_types(parse(text.partition("// expect:")[0].partition("\n")[2]
+                          .replace("%rec = nn.affine(%x, %lif[t-1])", "%rec = nn.affine(%x)")))
+    model = spikejit.compile((g, user_params(g)), passes="fuse-synapse-neuron")
+    (layer,) = [n for n in model.graph.nodes if n.op.mnemonic == "layer.affine_lif"]
+    jaxpr = model.make_jaxpr(np.zeros((7, 2, 3), np.float32)).jaxpr
+    top = [e.primitive.name for e in jaxpr.eqns]
+    assert top.count("scan") == 1 and top.count("dot_general") == 1  # the product is outside
+    assert layer.id == "lif"
