@@ -181,8 +181,8 @@ def delay_steps(ctx: Ctx) -> np.ndarray:
     bad = np.abs(k - steps) > DELAY_RTOL * np.maximum(1.0, np.abs(k))
     if bad.any():
         first = float(arr.reshape(-1)[int(np.argmax(bad.reshape(-1)))])
-        raise ctx.error(f"delay {first!r} s is not a whole number of steps of dt={ctx.dt!r} "
-                        f"({first / ctx.dt!r} steps); pick a dt that divides every delay")
+        raise ctx.error(f"delay {first:.7g} s is not a whole number of steps of dt={ctx.dt!r} "
+                        f"({first / ctx.dt:.7g} steps); pick a dt that divides every delay")
     return steps.astype(np.int64)
 
 
