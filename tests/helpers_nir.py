@@ -3,6 +3,7 @@ hand-written HDF5 files for the messy and damaged cases."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def chain(*nodes: tuple[str, Any], shape: tuple[int, ...] = (3,), out: tuple[int
     graph_nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(shape))}
     graph_nodes.update(dict(nodes))
     graph_nodes["output"] = nir.Output(output_type=np.array(out if out is not None else shape))
-    edges = list(zip(names[:-1], names[1:], strict=True))
+    edges = list(itertools.pairwise(names))
     return nir.NIRGraph(nodes=graph_nodes, edges=edges, type_check=False)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from spikejit.errors import FrontendError, IRError, OptionError, ParamError
-from spikejit.frontends.nir_flatten import FlatGraph, FlatNode, flatten
+from spikejit.frontends.nir_flatten import FlatGraph, flatten
 from spikejit.frontends.nir_nodes import Ctx, build_op, check_declared, delay_steps
 from spikejit.frontends.nir_order import Edge, dfs_rule, print_order
 from spikejit.frontends.nir_reader import RawGraph, read_nir_file, read_nir_object

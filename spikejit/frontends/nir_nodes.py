@@ -210,10 +210,7 @@ def _scale(ctx: Ctx) -> O.Op:
 def _conv(ctx: Ctx) -> O.Op:
     n = 1 if ctx.node.kind == "Conv1d" else 2
     padding: Any = ctx.raw("padding")
-    if isinstance(padding, str):
-        padding = padding.lower()
-    else:
-        padding = ints(ctx, "padding", n)
+    padding = padding.lower() if isinstance(padding, str) else ints(ctx, "padding", n)
     groups = ints(ctx, "groups")
     cls = O.Conv1d if n == 1 else O.Conv2d
     return cls(weight=param(ctx, "weight"), bias=param(ctx, "bias"),

@@ -253,8 +253,8 @@ def _object_graph(graph: Any, label: str, path: str, depth: int) -> RawGraph:
         kind = _object_kind(node)
         if kind is None:
             raise FrontendError(
-                f"{where}: node {name!r} is {type(node).__name__}, not a NIR node (an exporter "
-                f"that could not convert a layer leaves such entries); supported: "
+                f"{label}: node {path + name!r} is {type(node).__name__}, not a NIR node (an "
+                f"exporter that could not convert a layer leaves such entries); supported: "
                 f"{supported_kinds()}")
         if kind == "NIRGraph":
             nodes[name] = _object_graph(node, label, f"{path}{name}/", depth + 1)

@@ -158,7 +158,7 @@ def test_none_left_by_an_exporter_is_named() -> None:
 
 
 def test_source_that_is_not_a_graph() -> None:
-    with pytest.raises(FrontendError, match="expected a nir.NIRGraph"):
+    with pytest.raises(FrontendError, match=r"expected a nir\.NIRGraph"):
         spikejit.from_nir(42)
 
 

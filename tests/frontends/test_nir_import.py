@@ -10,8 +10,8 @@ from helpers_nir import F32, arr, chain, lif, primitive_graphs, write_h5
 
 import spikejit
 from spikejit.errors import FrontendError
-from spikejit.ir import print_graph
 from spikejit.ir import ops as O
+from spikejit.ir import print_graph
 
 MNEMONIC = {"Affine": "nn.affine", "Linear": "nn.linear", "Scale": "nn.scale",
             "Threshold": "snn.threshold", "I": "snn.i", "IF": "snn.if", "LI": "snn.li",
@@ -309,7 +309,7 @@ def test_print_order_follows_the_data_through_delays() -> None:
     assert [n.id for n in graph.nodes] == ["input", "a", "d", "b", "output"]
 
 
-def test_reads_files_written_by_nir(tmp_path) -> None:  # noqa: ANN001
+def test_reads_files_written_by_nir(tmp_path) -> None:
     path = tmp_path / "lif.nir"
     nir.write(path, chain(("lif", lif(3))))
     g_file, p_file = spikejit.from_nir(path, dt=1e-3)
@@ -319,7 +319,7 @@ def test_reads_files_written_by_nir(tmp_path) -> None:  # noqa: ANN001
     assert spikejit.from_nir(str(path), dt=1e-3)[0] == g_file
 
 
-def test_hand_written_file_with_missing_optional_fields(tmp_path) -> None:  # noqa: ANN001
+def test_hand_written_file_with_missing_optional_fields(tmp_path) -> None:
     # No r, v_leak, v_reset: NIR's neutral values, so the IR op omits them.
     path = write_h5(tmp_path / "m.nir", {
         "input": {"type": "Input", "shape": np.array([2])},

@@ -140,7 +140,7 @@ def test_reset_override_survives_only_in_spikejit_metadata() -> None:
                         for n in g1.nodes])
     exported = spikejit.to_nir(g1, p1)
     assert META_KEY in exported.nodes["lif"].metadata
-    g2, p2 = spikejit.from_nir(exported, dt=1e-3)
+    g2, _p2 = spikejit.from_nir(exported, dt=1e-3)
     assert g2.node("lif").op.reset == "none"
     exported.nodes["lif"].metadata = {}
     assert spikejit.from_nir(exported, dt=1e-3)[0].node("lif").op.reset is None
