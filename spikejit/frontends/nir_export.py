@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from spikejit.ir.shapes import infer_types
 from spikejit.ir.types import ParamRef
 from spikejit.ir.verify import verify
 
+if TYPE_CHECKING:
+    import nir as nir_types
+
 _KIND: dict[type[O.Op], str] = {
     O.Input: "Input", O.Output: "Output", O.Affine: "Affine", O.Linear: "Linear",
     O.Scale: "Scale", O.Conv1d: "Conv1d", O.Conv2d: "Conv2d", O.SumPool2d: "SumPool2d",
@@ -51,7 +54,7 @@ _KIND: dict[type[O.Op], str] = {
 }
 
 
-def to_nir(graph: Graph, params: Mapping[str, Any]) -> Any:
+def to_nir(graph: Graph, params: Mapping[str, Any]) -> nir_types.NIRGraph:
     """Export a graph and its parameters as a ``nir.NIRGraph``.
 
     ``from_nir(to_nir(g, p), dt=g.attrs.dt, reset=..., ...)`` gives back ``g`` (typed) and
@@ -96,7 +99,9 @@ def to_nir(graph: Graph, params: Mapping[str, Any]) -> Any:
                                 META_KEY: dump_meta(gmeta)}
     if typed.attrs.dt is not None:
         metadata["dt"] = typed.attrs.dt
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+    out: nir_types.NIRGraph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata,
+                                           type_check=False)
+    return out
 
 
 def write_nir(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, Any]) -> None:
@@ -193,7 +198,7 @@ def _node(nir: Any, node: Node, graph: Graph, params: Mapping[str, Any], kind: s
             meta["omit"].append(field)
             shape = layer if layer is not None else ()
             if field == "bias":
-                shape = (op.weight.type.shape[0],)
+                shape = (getattr(op, "weight").type.shape[0],)  # noqa: B009 (conv only)
             return np.full(shape, NEUTRAL[field], dtype=np.float32)
         if ref.name != f"{node.id}.{field}":
             meta["names"][field] = ref.name

@@ -93,6 +93,14 @@ def ints(ctx: Ctx, name: str, length: int | None = None) -> int | tuple[int, ...
     return flat[0] if len(flat) == 1 else flat
 
 
+def one_int(ctx: Ctx, name: str) -> int:
+    """A single integer field (``groups``, ``start_dim``, ...)."""
+    value = ints(ctx, name)
+    if not isinstance(value, int):
+        raise ctx.error(f"field {name!r} must be one integer, got {list(value)}")
+    return value
+
+
 def shape_of(ctx: Ctx, name: str) -> tuple[int, ...] | None:
     """A stored shape (``None`` if absent or empty-and-unknown)."""
     if ctx.raw(name) is None:
@@ -139,6 +147,14 @@ def _np_dtype(ctx: Ctx, dtype: str) -> Any:
 
         return ml_dtypes.bfloat16
     return np.dtype(NUMPY_DTYPE_NAMES[dtype])
+
+
+def need(ctx: Ctx, name: str, *, elementwise: bool = False) -> ParamRef:
+    """A parameter the op cannot do without."""
+    ref = param(ctx, name, elementwise=elementwise)
+    if ref is None:
+        raise ctx.error(f"required field {name!r} is missing")
+    return ref
 
 
 def _restore_shape(ctx: Ctx, name: str, arr: np.ndarray) -> np.ndarray:
@@ -196,24 +212,24 @@ def _input(ctx: Ctx) -> O.Op:
 
 
 def _affine(ctx: Ctx) -> O.Op:
-    return O.Affine(weight=param(ctx, "weight"), bias=param(ctx, "bias"))
+    return O.Affine(weight=need(ctx, "weight"), bias=need(ctx, "bias"))
 
 
 def _linear(ctx: Ctx) -> O.Op:
-    return O.Linear(weight=param(ctx, "weight"))
+    return O.Linear(weight=need(ctx, "weight"))
 
 
 def _scale(ctx: Ctx) -> O.Op:
-    return O.Scale(scale=param(ctx, "scale", elementwise=True))
+    return O.Scale(scale=need(ctx, "scale", elementwise=True))
 
 
 def _conv(ctx: Ctx) -> O.Op:
     n = 1 if ctx.node.kind == "Conv1d" else 2
     padding: Any = ctx.raw("padding")
     padding = padding.lower() if isinstance(padding, str) else ints(ctx, "padding", n)
-    groups = ints(ctx, "groups")
+    groups = one_int(ctx, "groups")
     cls = O.Conv1d if n == 1 else O.Conv2d
-    return cls(weight=param(ctx, "weight"), bias=param(ctx, "bias"),
+    return cls(weight=need(ctx, "weight"), bias=param(ctx, "bias"),
                stride=ints(ctx, "stride", n), padding=padding,
                dilation=ints(ctx, "dilation", n), groups=groups)
 
@@ -226,12 +242,13 @@ def _pool(ctx: Ctx) -> O.Op:
 
 
 def _flatten(ctx: Ctx) -> O.Op:
-    return O.Flatten(start_dim=ints(ctx, "start_dim"), end_dim=ints(ctx, "end_dim"))
+    return O.Flatten(start_dim=one_int(ctx, "start_dim"), end_dim=one_int(ctx, "end_dim"))
 
 
 def _delay(ctx: Ctx) -> O.Op:
     steps = delay_steps(ctx)
     size = math.prod(ctx.in_type.shape) if ctx.in_type is not None else steps.size
+    values: tuple[int, ...]
     if steps.size == 1:
         values = (int(steps.reshape(-1)[0]),)
     elif steps.size == size:
