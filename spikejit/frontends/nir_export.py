@@ -205,6 +205,8 @@ def _node(nir: Any, node: Node, graph: Graph, params: Mapping[str, Any], kind: s
         if ref.type.dtype != "f32":
             meta["dtypes"][field] = ref.type.dtype
         value = np.asarray(params[ref.name])
+        if value.dtype.name not in ("float16", "float32", "float64"):
+            value = value.astype(np.float32)  # HDF5 has no bfloat16; dtypes restores it
         if layer is not None and value.shape != layer:
             meta["shapes"][field] = value.shape
             value = np.broadcast_to(value, layer).copy()

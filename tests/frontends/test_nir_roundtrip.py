@@ -196,3 +196,16 @@ def test_ir_to_nir_file_to_ir_is_identical(graph: Graph) -> None:
     # ... and NIR -> IR -> NIR -> IR from there on.
     g3, p3 = roundtrip(g2, p2)
     assert_same(g2, p2, g3, p3)
+
+
+def test_dtypes_names_and_input_types_survive(tmp_path: Path) -> None:
+    import ml_dtypes
+
+    g1 = infer_types(Graph((
+        Node("x", O.Input(type=TensorType((3,), "f64", True))),
+        Node("s", O.Scale(scale=ParamRef("shared_w", TensorType((3,), "bf16"))), (Use("x"),)),
+        Node("y", O.Output(), (Use("s"),)),
+    ), name="typed"))
+    p1 = {"shared_w": np.array([1, 2, 3], ml_dtypes.bfloat16)}
+    g2, p2 = roundtrip(g1, p1, tmp_path)
+    assert_same(g1, p1, g2, p2)
