@@ -43,6 +43,8 @@ DEFAULT_MODEL = "cuba_rsnn"
 
 #: The recommended ``dt`` (seconds) for the default model.
 RECOMMENDED_DT: float = BUNDLED_MODELS[DEFAULT_MODEL].dt
+#: The same value under the name the CLI uses.
+BUNDLED_DT: float = RECOMMENDED_DT
 
 
 def bundled_model_path(name: str | None = None) -> Path:
@@ -68,5 +70,5 @@ def bundled_model_path(name: str | None = None) -> Path:
     return path
 
 
-__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "RECOMMENDED_DT", "BundledModel",
+__all__ = ["BUNDLED_DT", "BUNDLED_MODELS", "DEFAULT_MODEL", "RECOMMENDED_DT", "BundledModel",
            "bundled_model_path"]

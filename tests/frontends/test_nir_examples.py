@@ -11,7 +11,7 @@ from helpers_nir import assert_same
 
 import spikejit
 from spikejit.errors import OptionError
-from spikejit.examples import BUNDLED_MODELS, RECOMMENDED_DT, bundled_model_path
+from spikejit.examples import BUNDLED_DT, BUNDLED_MODELS, RECOMMENDED_DT, bundled_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_default_model_path_and_dt() -> None:
     path = bundled_model_path()
     assert path == bundled_model_path("cuba_rsnn") and path.is_file()
     assert path.parent == Path(spikejit.examples.__file__).parent
-    assert RECOMMENDED_DT == BUNDLED_MODELS["cuba_rsnn"].dt == 1e-3
+    assert RECOMMENDED_DT == BUNDLED_DT == BUNDLED_MODELS["cuba_rsnn"].dt == 1e-3
     assert "1e-3" in (path.parent / "README.md").read_text()
 
 
