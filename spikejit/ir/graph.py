@@ -228,11 +228,15 @@ class Graph:
     def param_refs(self) -> dict[str, ParamRef]:
         """Every parameter reference of the nodes by name, derived ones included (first
         occurrence wins; the verifier checks that repeated names agree)."""
-        out: dict[str, ParamRef] = {}
-        for n in self.nodes:
-            for _, ref in n.op.params():
-                out.setdefault(ref.name, ref)
-        return out
+        cached = self.__dict__.get("_param_refs")
+        if cached is None:
+            # Cached (the graph is immutable): passes and the verifier ask often.
+            cached = {}
+            for n in self.nodes:
+                for _, ref in n.op.params():
+                    cached.setdefault(ref.name, ref)
+            object.__setattr__(self, "_param_refs", cached)
+        return dict(cached)
 
     @cached_property
     def derived_index(self) -> dict[str, DerivedParam]:
@@ -243,14 +247,17 @@ class Graph:
         """The parameters the graph takes from the user: every reference of the nodes that
         is not a derived parameter, then the derivations' arguments that are not derived,
         then the retained ones (first occurrence wins)."""
-        derived = self.derived_index
-        out: dict[str, ParamRef] = {}
-        refs = [*self.param_refs().values(), *(a for d in self.derived for a in d.args),
-                *self.retained]
-        for ref in refs:
-            if ref.name not in derived:
-                out.setdefault(ref.name, ref)
-        return out
+        cached = self.__dict__.get("_user_param_refs")
+        if cached is None:
+            derived = self.derived_index
+            cached = {}
+            refs = [*self.param_refs().values(), *(a for d in self.derived for a in d.args),
+                    *self.retained]
+            for ref in refs:
+                if ref.name not in derived:
+                    cached.setdefault(ref.name, ref)
+            object.__setattr__(self, "_user_param_refs", cached)
+        return dict(cached)
 
     # -- rebuilding ------------------------------------------------------------------
     def replace(self, **changes: Any) -> Graph:

@@ -19,8 +19,8 @@ reads, the sum ``sum_i (W_i x_i + b_i)`` can be computed by one projection:
   move it from one product over all time steps into the per-step scan).
 
 Legality: each merged projection is read only by this node (a projection it reads
-twice, at the same delay, counts twice); read at the same step, or, for an ``nn.linear`` (zeros map to
-zeros), with a delay that moves onto its operands.
+twice, at the same delay, counts twice); read at the same step, or, for an ``nn.linear``
+(zeros map to zeros), with a delay that moves onto its operands.
 The merged node takes the first projection's id and its place among the operands; the
 other projections are removed. Results differ by rounding only (sums regrouped).
 
@@ -66,6 +66,22 @@ def _projection(graph: Graph, node: Node, use: Use) -> Node | None:
     return p
 
 
+def _width(item: tuple[int, Node, tuple[Use, ...]]) -> tuple[int, int]:
+    """``(m, n)`` of a projection's weight."""
+    w = item[1].op.weight  # type: ignore[attr-defined]
+    return w.type.shape[0], w.type.shape[1]
+
+
+def _may_pay(items: Sequence[tuple[int, Node, tuple[Use, ...]]]) -> bool:
+    """Whether some subset of these same-width projections passes the cost test
+    ``(k-1) m > k K`` (the ``k`` narrowest ones do if any subset of size ``k`` does)."""
+    if len(items) < 2:
+        return False
+    m = _width(items[0])[0]
+    widths = sorted(_width(item)[1] for item in items)
+    return any((k - 1) * m > k * sum(widths[:k]) for k in range(2, len(widths) + 1))
+
+
 def _bias(der: Derivations, base: str, projections: Sequence[Node]) -> ParamRef | None:
     total: ParamRef | None = None
     for p in projections:
@@ -89,9 +105,17 @@ class _Round:
         self.replaced: dict[str, Node] = {}
         self.before: dict[str, list[Node]] = {}  # new pad nodes, printed before a node
         self.subst: dict[str, Callable[[int], Sequence[Use]]] = {}
-        comp = {nid: i for i, c in enumerate(cyclic_components(graph)) for nid in c}
-        self.cycle = comp.get
+        self._cycles: dict[str, int] | None = None
         self.ids = {n.id for n in graph.nodes}
+
+    def cycle(self, node_id: str) -> int | None:
+        """The recurrent component ``node_id`` lies on (``None``: on no cycle). Computed
+        on first use: only the different-operand case needs it, and it is the costly
+        part of the pass (a networkx SCC decomposition)."""
+        if self._cycles is None:
+            self._cycles = {nid: i for i, c in enumerate(cyclic_components(self.graph))
+                            for nid in c}
+        return self._cycles.get(node_id)
 
     def fresh_id(self, base: str) -> str:
         nid, i = base, 0
@@ -120,10 +144,10 @@ class _Round:
             if not self.wide:
                 continue
             # Only projections the scheduler runs alike are merged (see the docstring).
+            rest = [item for item in group if item[1].id not in self.claimed]
             alike: dict[int | None, list[tuple[int, Node, tuple[Use, ...]]]] = {}
-            for item in group:
-                if item[1].id not in self.claimed:
-                    alike.setdefault(self.cycle(item[1].id), []).append(item)
+            for item in rest if _may_pay(rest) else ():
+                alike.setdefault(self.cycle(item[1].id), []).append(item)
             for items in alike.values():
                 merged |= self.merge_wide(items)
         if merged:
