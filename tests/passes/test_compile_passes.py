@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers_passes import user_params
-from strategies import random_input
+from helpers_passes import layer_stacks, user_params, wide_fanin, with_fanin
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import graphs, random_input
 
 import spikejit
 from spikejit.errors import ParamError, PassError, VerifyError
@@ -193,3 +195,33 @@ def test_a_fused_layer_is_one_product_over_all_steps_and_one_scan() -> None:
     top = [e.primitive.name for e in jaxpr.eqns]
     assert top.count("scan") == 1 and top.count("dot_general") == 1  # the product is outside
     assert layer.id == "lif"
+
+
+def _first_spike_difference(graph: spikejit.Graph, got: dict, want: dict) -> int | None:
+    steps = [int(np.argwhere(np.asarray(got[n]["out"]) != want[n]["out"])[0][0])
+             for n in want if graph.node(n).type.spike
+             and np.any(np.asarray(got[n]["out"]) != want[n]["out"])]
+    return min(steps, default=None)
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None)
+@given(st.one_of(layer_stacks(), wide_fanin(), with_fanin(graphs(max_nodes=5, images=False))),
+       st.sampled_from(["auto", "stepwise"]), st.integers(0, 2**16))
+def test_optimised_graphs_lower_like_the_interpreter_runs_them(
+        graph: spikejit.Graph, schedule: str, seed: int) -> None:
+    """Derived parameters, nn.pad and fused layers through the JAX lowering: every traced
+    value (outputs, neuron states) matches the float32 interpreter of the optimised graph
+    up to the first spike that differs (a float32 near-threshold flip, which summation
+    order decides)."""
+    opt = run_passes(graph, "O2")
+    params = user_params(graph, seed)
+    x = random_input(graph, 8, 2, seed)
+    _, want = spikejit.interpret(opt, params, x, dtype=np.float32, trace=True)
+    _, got = spikejit.compile((opt, params), schedule=schedule)(x, trace=True)
+    first = _first_spike_difference(opt, got, want)
+    upto = slice(None) if first is None else slice(0, first)
+    for nid, entry in want.items():
+        for var, arr in entry.items():
+            np.testing.assert_allclose(np.asarray(got[nid][var])[upto], arr[upto], rtol=1e-5,
+                                       atol=1e-5, err_msg=f"%{nid} {var}")
