@@ -1,9 +1,9 @@
 """The stable JSON form of a graph (``spikejit inspect --format json``).
 
-Schema ``spikejit.ir.json/v2`` (documented in ``docs/ir.md``)::
+Schema ``spikejit.ir.json/v1`` (documented in ``docs/ir.md``)::
 
     {
-      "format": "spikejit.ir.json/v2",
+      "format": "spikejit.ir.json/v1",
       "name": "main",
       "attributes": {"dt": 0.001, "reset": "value", "cuba_current": "post", "method": "euler"},
       "nodes": [
@@ -14,15 +14,19 @@ Schema ``spikejit.ir.json/v2`` (documented in ``docs/ir.md``)::
                             "type": {"shape": [4], "dtype": "f32", "spike": false}}},
          "type": {"shape": [4], "dtype": "f32", "spike": true}}
       ],
-      "schedule": [{"kind": "layerwise", "order": "dfs", "nodes": ["fc"]}],  (or null)
+      "schedule": [{"kind": "layerwise", "order": "dfs", "nodes": ["fc"]}]   (or null)
+    }
+
+A graph with derived or retained parameters (a ``params`` block in its text) is written as
+``spikejit.ir.json/v2``: the same keys plus::
+
       "params": {"retained": [{"name": "fc0.bias", "type": {...}}],
                  "derived": [{"name": "fc.weight.folded", "type": {...}, "fn": "matmul",
                               "args": [{"name": "fc2.weight", "type": {...}}, ...],
                               "attributes": {}}]}
-    }
 
-Version 2 added ``params`` (derived and retained parameters). Keys are only ever added in
-a new format version; ``attributes`` holds the non-default
+so every graph without one keeps its v1 form. Keys are only ever added in a new format
+version; ``attributes`` holds the non-default
 static attributes of the op, ``params`` its parameter references (never values).
 """
 
@@ -35,7 +39,9 @@ from spikejit.ir.derived import DerivedParam
 from spikejit.ir.graph import Graph, Node
 from spikejit.ir.types import ParamRef, TensorType
 
-FORMAT = "spikejit.ir.json/v2"
+FORMAT = "spikejit.ir.json/v1"
+#: The format of graphs with derived or retained parameters (adds the ``params`` key).
+FORMAT_V2 = "spikejit.ir.json/v2"
 
 
 def _type(t: TensorType | None) -> dict[str, Any] | None:
@@ -83,16 +89,18 @@ def to_json_dict(graph: Graph) -> dict[str, Any]:
     if graph.schedule is not None:
         schedule = [{"kind": s.kind, "order": s.order, "nodes": list(s.nodes)}
                     for s in graph.schedule.segments]
-    return {
-        "format": FORMAT,
+    out: dict[str, Any] = {
+        "format": FORMAT_V2 if graph.derived or graph.retained else FORMAT,
         "name": graph.name,
         "attributes": {"dt": a.dt, "reset": a.reset, "cuba_current": a.cuba_current,
                        "method": a.method},
         "nodes": [_node(n) for n in graph.nodes],
         "schedule": schedule,
-        "params": {"retained": [_ref(r) for r in graph.retained],
-                   "derived": [_derived(d) for d in graph.derived]},
     }
+    if graph.derived or graph.retained:
+        out["params"] = {"retained": [_ref(r) for r in graph.retained],
+                         "derived": [_derived(d) for d in graph.derived]}
+    return out
 
 
 def to_json(graph: Graph, *, indent: int | None = 2) -> str:

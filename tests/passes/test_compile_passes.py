@@ -225,3 +225,16 @@ def test_optimised_graphs_lower_like_the_interpreter_runs_them(
         for var, arr in entry.items():
             np.testing.assert_allclose(np.asarray(got[nid][var])[upto], arr[upto], rtol=1e-5,
                                        atol=1e-5, err_msg=f"%{nid} {var}")
+
+
+def test_json_form_names_derived_and_retained_parameters() -> None:
+    from spikejit.ir.json_form import to_json_dict
+
+    assert to_json_dict(mlp())["format"] == "spikejit.ir.json/v1"
+    assert "params" not in to_json_dict(mlp())
+    data = to_json_dict(run_passes(mlp(), "O2"))
+    assert data["format"] == "spikejit.ir.json/v2"
+    assert [r["name"] for r in data["params"]["retained"]] == ["probe.weight"]
+    folded = {d["name"]: d for d in data["params"]["derived"]}["fc3.weight.folded"]
+    assert folded["fn"] == "matmul" and folded["type"]["shape"] == [3, 6]
+    assert [a["name"] for a in folded["args"]] == ["fc3.weight", "fc2.weight"]
