@@ -81,7 +81,10 @@ def run_suite(quick: bool, out_dir: Path, *, mode: suite.Mode | None = None,
             "budget": vars(suite.BUDGETS[mode]), "long_budget": vars(suite.LONG_BUDGETS[mode])}
     from benchmarks.harness import matmul_roofline
 
-    roof = matmul_roofline(*((64, 64, 1) if mode == "smoke" else ()))
+    # The peak is re-measured after every workload and the best value kept: one
+    # measurement taken while a neighbour's job runs would understate the hardware.
+    roof_args = (64, 64, 1) if mode == "smoke" else ()
+    roof = matmul_roofline(*roof_args)
     log(f"matmul peak {roof['peak']:.0f} GFLOP/s")
     result: dict[str, Any] = {"meta": meta, "roofline": roof, "records": [],
                               "workload_titles": {w.name: w.title for w in works}}
@@ -97,6 +100,9 @@ def run_suite(quick: bool, out_dir: Path, *, mode: suite.Mode | None = None,
                 result["records"].append(suite.run_isolated(w, impl, mode, mem_limit_gb, log))
         else:
             result["records"] += suite.run_workload(w, chosen, suite.BUDGETS[mode], log)
+        again = matmul_roofline(*roof_args)
+        roof.update({k: max(v, roof.get(k, 0.0)) for k, v in again.items()})
+    log(f"matmul peak (best of all measurements) {roof['peak']:.0f} GFLOP/s")
     meta["load_after"] = _load()
     json_path = report.write_json(result, out_dir / f"bench-{mode}.json")
     (out_dir / f"bench-{mode}.md").write_text(report.markdown(result))
