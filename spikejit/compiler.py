@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,14 +35,15 @@ from spikejit.lowering.surrogates import DEFAULT_SURROGATE, resolve_surrogate
 from spikejit.passes import ALL_PASSES, PassStep, Pipeline
 from spikejit.passes.schedule import MODES, ORDERS
 
-#: Passes run between shape inference and the scheduler when ``passes=None``.
-DEFAULT_PASSES = ""
+#: Passes run between shape inference and the scheduler when ``passes=None``: the ``O1``
+#: preset (clean-ups that keep every parameter value and every observable node id that
+#: reaches an output; ``passes="O2"`` adds folding, merging and fusion).
+DEFAULT_PASSES = "O1"
 
 #: Options accepted in ``**options`` with their defaults.
 EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad": "jvp",
                                  "unroll": 1, "input_shape": None}
 
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _CACHE_SIZE = 64
 _PROGRAMS: OrderedDict[tuple[Graph, LoweringOptions], Program] = OrderedDict()
 
@@ -150,7 +152,7 @@ class CompiledModel:
         return ids
 
 
-def compile(  # noqa: A001 - the public name the issue asks for
+def compile(
     source: Any,
     *,
     dt: float | None = None,
@@ -235,21 +237,43 @@ def load_source(source: Any, overrides: Mapping[str, Any]) -> tuple[Graph, dict[
                               f"(graph, params)")
         return _with_attrs(source, overrides), {}
     if isinstance(source, str | os.PathLike):
+        from spikejit.model_io import model_kind
+
         path = Path(source)
-        if not path.is_file():
-            raise ModelFileError(f"compile: no model file at {str(path)!r}")
-        with path.open("rb") as f:
-            magic = f.read(len(_HDF5_MAGIC))
-        if magic == _HDF5_MAGIC or path.suffix == ".nir":
+        kind = model_kind(path)
+        if kind == "nir":
             return _from_nir(path, overrides)
+        if kind == "text":
+            raise ModelFileError(f"compile: {path} is IR text, which holds no parameter values;"
+                                 f" pass (spikejit.parse(text), params) or use "
+                                 f"spikejit.model_io.read_model to fill default values")
         from spikejit.ir.serialize import load
 
         graph, params = load(path)
         return _with_attrs(graph, overrides), dict(params)
     if type(source).__module__.split(".")[0] == "nir":
         return _from_nir(source, overrides)
+    if _is_torch_module(source):
+        return _from_torch(source, overrides)
     raise OptionError(f"compile: cannot compile a {type(source).__name__}; give a .nir path, a "
-                      f"nir.NIRGraph, a (Graph, params) pair or a saved spikejit model path")
+                      f"nir.NIRGraph, a (Graph, params) pair, a saved spikejit model path or a "
+                      f"torch.nn.Module (with input_shape= and dt=)")
+
+
+def _is_torch_module(source: Any) -> bool:
+    torch = sys.modules.get("torch")  # never import torch just to find out
+    return torch is not None and isinstance(source, torch.nn.Module)
+
+
+def _from_torch(module: Any, overrides: Mapping[str, Any]) -> tuple[Graph, dict[str, Any]]:
+    from spikejit.frontends.torch_import import from_torch
+
+    if "input_shape" not in overrides or "dt" not in overrides:
+        raise OptionError("compile: a torch module needs input_shape= (per-sample shape of one "
+                          "time step) and dt=")
+    rest = {k: v for k, v in overrides.items() if k not in ("input_shape", "dt")}
+    graph, params = from_torch(module, tuple(overrides["input_shape"]), dt=overrides["dt"])
+    return _with_attrs(graph, rest), dict(params)
 
 
 def _from_nir(source: Any, overrides: Mapping[str, Any]) -> tuple[Graph, dict[str, Any]]:
@@ -273,6 +297,13 @@ def _with_attrs(graph: Graph, overrides: Mapping[str, Any]) -> Graph:
     except SpikejitError as e:
         raise OptionError(f"compile: {e}") from None
     return graph.replace(attrs=attrs, schedule=None)
+
+
+def pipeline_for(passes: str | Sequence[str] | Pipeline | None = None, schedule: str = "auto",
+                 order: str = "dfs") -> Pipeline:
+    """The whole pipeline ``compile`` runs: shape inference, ``passes`` (default
+    :data:`DEFAULT_PASSES`), then the scheduler with ``schedule``/``order``."""
+    return _pipeline(passes, schedule, order)
 
 
 def _pipeline(passes: str | Sequence[str] | Pipeline | None, mode: str, order: str) -> Pipeline:
@@ -314,4 +345,5 @@ def clear_cache() -> None:
     _PROGRAMS.clear()
 
 
-__all__ = ["DEFAULT_PASSES", "CompiledModel", "clear_cache", "compile", "load_source"]
+__all__ = ["DEFAULT_PASSES", "CompiledModel", "clear_cache", "compile", "load_source",
+           "pipeline_for"]

@@ -151,16 +151,16 @@ def _concat(ys: list[Any], names: tuple[str, ...]) -> dict[str, np.ndarray]:
 def inspect_command(*, model: Path, dt: float | None, after: str | None, passes: str | None,
                     fmt: str, reset: str | None, debug_info: bool, console: Console) -> None:
     """``spikejit inspect``: the IR as loaded, after one pass, or after every pass."""
-    from spikejit.compiler import default_pipeline
+    from spikejit.compiler import pipeline_for
     from spikejit.ir.dot import to_dot
     from spikejit.ir.json_form import to_json
     from spikejit.ir.printer import print_graph
     from spikejit.passes import Pipeline
 
     _, graph, _ = _load(model, dt, reset)
-    text = passes if passes is not None else (default_pipeline() if after else "")
     dumps: list[tuple[str, Graph]] = []
-    pipeline = Pipeline.parse(text, dump=lambda i, name, g: dumps.append((name, g)))
+    steps = pipeline_for(passes).steps if (after or passes) else ()
+    pipeline = Pipeline(steps, dump=lambda i, name, g: dumps.append((name, g)))
     final = pipeline(graph)
     if after is not None and after != "all" and after not in {n for n, _ in dumps}:
         raise OptionError(f"--after {after}: no such pass in the pipeline '{pipeline}' "

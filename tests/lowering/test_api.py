@@ -131,7 +131,7 @@ def test_bad_sources_params_inputs_and_state(tmp_path) -> None:
     params = params_for(g)
     with pytest.raises(OptionError, match="cannot compile a list"):
         spikejit.compile([g, params])
-    with pytest.raises(ModelFileError, match="no model file at"):
+    with pytest.raises(ModelFileError, match="missing.nir: no such file"):
         spikejit.compile(str(tmp_path / "missing.nir"))
     with pytest.raises(OptionError, match="references parameters; pass"):
         spikejit.compile(g)
@@ -271,3 +271,21 @@ def test_printing_shows_the_ir_with_its_schedule() -> None:
     assert "stepwise(dfs) %lif, %rec" in str(model)
     assert repr(model) == ("CompiledModel(graph=@main, nodes=5, params=5, "
                            "schedule=(layerwise[2], stepwise[2], layerwise[1]))")
+
+
+def test_compile_accepts_a_torch_module_and_ir_text_is_refused(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    import spikejit
+    from spikejit.errors import ModelFileError, OptionError
+
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    model = spikejit.compile(module, input_shape=(3,), dt=1e-3)
+    x = np.ones((4, 1, 3), np.float32)
+    want = np.asarray(module(torch.from_numpy(x)).detach())
+    np.testing.assert_allclose(np.asarray(model(x)), want, atol=1e-6)
+    with pytest.raises(OptionError, match="needs input_shape="):
+        spikejit.compile(module, dt=1e-3)
+    text = tmp_path / "m.snir"
+    text.write_text(spikejit.print_graph(model.graph))
+    with pytest.raises(ModelFileError, match="is IR text, which holds no parameter values"):
+        spikejit.compile(text)
