@@ -170,7 +170,10 @@ def check_model(graph: Graph, params: Mapping[str, Any], x: Any,
     for mode in modes:
         if mode == "layerwise" and cyclic_components(graph):
             continue
-        model = spikejit.compile((graph, params), schedule=mode, **compile_kwargs)
+        # O0: the lowering is under test here, node by node; the passes have their own
+        # equivalence tests (tests/passes).
+        options = {"passes": "O0", **compile_kwargs}
+        model = spikejit.compile((graph, params), schedule=mode, **options)
         y, s, tr = model(x, return_state=True, trace=True)
         rep = compare_traces(graph, params, tr, t_ref)
         if rep.flips == 0:
