@@ -174,6 +174,9 @@ def _guard(fn: Any, **kwargs: Any) -> None:
         return
     try:
         fn(**kwargs)
+    except BrokenPipeError:  # e.g. `spikejit inspect m.nir | head`: the reader left
+        sys.stderr.close()
+        raise typer.Exit(0) from None
     except SpikejitError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         err.print(f"error: {first}", markup=False, soft_wrap=True)

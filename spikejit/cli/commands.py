@@ -173,16 +173,15 @@ def inspect_command(*, model: Path, dt: float | None, after: str | None, passes:
             return to_dot(g)
         return print_graph(g, debug_info=debug_info)
 
+    # Raw writes: IR text must never be wrapped or restyled, it is parsed back.
     if after == "all":
         for i, (name, g) in enumerate(dumps):
-            console.print(f"// ----- IR after pass {i}: {name} -----", markup=False,
-                          highlight=False)
-            console.print(render(g), end="", markup=False, highlight=False)
+            console.file.write(f"// ----- IR after pass {i}: {name} -----\n")
+            console.file.write(render(g))
     elif after is not None:
-        g = next(g for n, g in reversed(dumps) if n == after)
-        console.print(render(g), end="", markup=False, highlight=False)
+        console.file.write(render(next(g for n, g in reversed(dumps) if n == after)))
     else:
-        console.print(render(final), end="", markup=False, highlight=False)
+        console.file.write(render(final))
 
 
 def compile_command(*, model: Path, output: Path, dt: float | None, passes: str | None,

@@ -153,6 +153,15 @@ def test_compile_then_run_saved_model(model: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(y1)["output"], np.load(y2)["output"])
 
 
+def test_inspect_text_parses_back_whatever_the_terminal_width(model: Path) -> None:
+    import spikejit
+
+    result = runner.invoke(app, ["inspect", str(model), "--dt", "1e-3"],
+                           env={"COLUMNS": "40"})
+    graph, _ = spikejit.from_nir(model, dt=1e-3)
+    assert spikejit.parse(result.stdout) == graph
+
+
 def test_run_ir_text_model(model: Path, tmp_path: Path) -> None:
     code, text, _ = invoke("inspect", str(model), "--dt", "1e-3")
     path = tmp_path / "m.snir"
