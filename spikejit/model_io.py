@@ -9,7 +9,6 @@ HDF5 (a ``.nir`` file), a zip archive (a saved spikejit model, ``spikejit.save``
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError
 from spikejit.ir.graph import Graph, GraphAttrs
 
@@ -97,16 +97,10 @@ def write_npz_atomic(path: str | os.PathLike[str], arrays: Mapping[str, Any]) ->
     or interrupted write never leaves a partial file at ``path``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as zf:
-            for key, value in arrays.items():
-                with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(target) as f, zipfile.ZipFile(f, "w") as zf:
+        for key, value in arrays.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
     return target
 
 

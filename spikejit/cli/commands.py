@@ -14,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from spikejit.atomic import write_bytes_atomic
 from spikejit.errors import OptionError, SpikejitError
 from spikejit.ir.graph import Graph
 from spikejit.model_io import read_arrays, read_model, write_npz_atomic
@@ -206,7 +207,7 @@ def viz_command(*, model: Path, output: Path, dt: float | None, schedule: str,
     dot_text = to_dot(compiled.graph)
     suffix = output.suffix.lower()
     if suffix == ".dot":
-        output.write_text(dot_text)
+        write_bytes_atomic(output, dot_text.encode())
     elif suffix == ".svg":
         exe = shutil.which("dot")
         if exe is None:
@@ -216,9 +217,7 @@ def viz_command(*, model: Path, output: Path, dt: float | None, schedule: str,
                               check=False, timeout=120)
         if done.returncode != 0:
             raise SpikejitError(f"graphviz dot failed: {done.stderr.decode(errors='replace')}")
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_bytes(done.stdout)
-        tmp.replace(output)
+        write_bytes_atomic(output, done.stdout)
     else:
         raise OptionError(f"-o {output}: expected a .dot or .svg file name")
     console.print(f"wrote {output}")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spikejit.atomic import atomic_path
 from spikejit.errors import FrontendError, ModelFileError
 from spikejit.frontends.nir_nodes import NEUTRAL
 from spikejit.frontends.nir_order import Edge, dfs_rule
@@ -107,6 +108,9 @@ def to_nir(graph: Graph, params: Mapping[str, Any]) -> nir_types.NIRGraph:
 def write_nir(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, Any]) -> None:
     """Export with :func:`to_nir` and write a ``.nir`` (HDF5) file.
 
+    The file is written under a temporary name and renamed, so a failed or interrupted
+    write never leaves a partial file at ``path``.
+
     Raises:
         ModelFileError: The file cannot be written.
     """
@@ -114,7 +118,8 @@ def write_nir(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, A
 
     nir_graph = to_nir(graph, params)
     try:
-        nir.write(os.fspath(path), nir_graph)
+        with atomic_path(path) as tmp:
+            nir.write(os.fspath(tmp), nir_graph)
     except OSError as e:
         raise ModelFileError(f"cannot write NIR file {os.fspath(path)!r}: {e}") from None
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError, ParamError, ParseError, SpikejitError
 from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
@@ -92,14 +92,8 @@ def save(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, Any], 
     target = Path(path)
     writer = np.savez_compressed if compress else np.savez
     try:
-        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                writer(f, allow_pickle=False, **members)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(target) as f:
+            writer(f, allow_pickle=False, **members)
     except OSError as e:
         raise ModelFileError(f"cannot write model file {os.fspath(path)!r}: {e}") from None
     return target

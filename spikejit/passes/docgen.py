@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spikejit.atomic import write_bytes_atomic
 from spikejit.passes import describe
 
 BEGIN, END = "<!-- BEGIN pass-table -->", "<!-- END pass-table -->"
@@ -26,7 +27,7 @@ def replace_block(text: str, begin: str, end: str, block: str) -> str:
 def update(path: Path) -> None:
     """Rewrite the pass table of the markdown file at ``path``."""
     text = path.read_text(encoding="utf-8")
-    path.write_text(replace_block(text, BEGIN, END, describe()), encoding="utf-8")
+    write_bytes_atomic(path, replace_block(text, BEGIN, END, describe()).encode("utf-8"))
 
 
 if __name__ == "__main__":  # pragma: no cover
