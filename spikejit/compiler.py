@@ -26,7 +26,7 @@ from typing import Any
 
 import jax
 
-from spikejit.errors import ModelFileError, OptionError, SpikejitError
+from spikejit.errors import ModelFileError, NonFiniteError, OptionError, SpikejitError
 from spikejit.ir.graph import Graph
 from spikejit.ir.printer import print_graph
 from spikejit.ir.schedule import Schedule
@@ -42,7 +42,7 @@ DEFAULT_PASSES = "O1"
 
 #: Options accepted in ``**options`` with their defaults.
 EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad": "jvp",
-                                 "unroll": 1, "input_shape": None}
+                                 "unroll": 1, "input_shape": None, "check_finite": False}
 
 _CACHE_SIZE = 64
 _PROGRAMS: OrderedDict[tuple[Graph, LoweringOptions], Program] = OrderedDict()
@@ -112,9 +112,20 @@ class CompiledModel:
             ``trace``; ``(y, state, traces)`` with both. ``traces[node_id]`` holds
             ``"out"`` and each state variable, ``[T, B, *shape]`` (values at the end of
             each step, after reset).
+
+        Raises:
+            NonFiniteError: compiled with ``check_finite=True`` and a node produced NaN or
+                Inf (named with the time step). Under your own ``jax.jit``/``jax.grad``
+                the values are not known to Python; the check is then a
+                ``jax.experimental.checkify`` check, reported when you wrap the
+                function with ``checkify.checkify``.
+            SizeLimitError: the state and the largest ``[T, B, ...]`` node output of this
+                call would exceed the size limit (:mod:`spikejit.limits`).
         """
         ids = self._trace_ids(trace)
-        outputs, new_state, traces = self.program.jitted(params, x, state, ids)
+        outputs, new_state, traces, report = self.program.jitted(params, x, state, ids)
+        if report is not None:
+            self._check_finite(report)
         y = outputs[self.graph.outputs[0]] if len(outputs) == 1 else outputs
         result: tuple[Any, ...] = (y,)
         if return_state:
@@ -135,6 +146,28 @@ class CompiledModel:
     def make_jaxpr(self, x: Any, state: StateDict | None = None) -> Any:
         """The jaxpr of one forward call (for inspection: every node's ops carry its id)."""
         return jax.make_jaxpr(lambda p, xx: self.program(p, xx, state, ()))(self.params, x)
+
+    def _check_finite(self, report: jax.Array) -> None:
+        """Raise :class:`NonFiniteError` for a concrete report; a checkify check (reported
+        under ``checkify.checkify``, silent otherwise) for a traced one."""
+        order = self.program.finite_order
+        if isinstance(report, jax.core.Tracer):
+            from jax.experimental import checkify
+
+            for i, nid in enumerate(order):
+                # The node's name is a format string here: its braces are escaped.
+                who = f"%{nid} ({self.graph.node(nid).op.mnemonic}): "
+                who = who.replace("{", "{{").replace("}", "}}")
+                checkify.debug_check(report[0] != i, who + _nonfinite_reason(self.graph, nid),
+                                     step=report[1])
+            return
+        found = self.program.nonfinite_node(report)
+        if found is not None:
+            nid, step = found
+            node = self.graph.node(nid)
+            raise NonFiniteError(_nonfinite_reason(self.graph, nid).format(step=step),
+                                 step=step, node_id=nid, op_name=node.op.mnemonic,
+                                 loc=node.loc)
 
     def _trace_ids(self, trace: Iterable[str] | bool | None) -> tuple[str, ...]:
         if trace is None or trace is False:
@@ -186,7 +219,10 @@ def compile(
         method: ``"euler"`` or ``"exp"`` (overrides the graph attribute).
         **options: ``order`` (``"dfs"``/``"jacobi"``), ``detach_reset`` (bool, default
             True), ``spike_ad`` (``"jvp"``/``"vjp"``), ``unroll`` (int, scan unrolling),
-            ``input_shape`` (NIR sources only: passed to ``from_nir``).
+            ``input_shape`` (NIR sources only: passed to ``from_nir``), ``check_finite``
+            (bool, default False: every call also finds the first node and time step
+            that produced NaN or Inf and raises ``NonFiniteError``; nothing is traced
+            for it when off).
 
     Returns:
         The :class:`CompiledModel`.
@@ -194,6 +230,7 @@ def compile(
     Raises:
         OptionError: an unknown or invalid option.
         ScheduleError: ``schedule="layerwise"`` on a recurrent graph.
+        SizeLimitError: the parameters would exceed the size limit.
         SpikejitError: any frontend, verifier or parameter error (they name the node).
     """
     unknown = sorted(set(options) - set(EXTRA_OPTIONS))
@@ -209,7 +246,7 @@ def compile(
                           f"got {opts['order']!r}")
     lowering = LoweringOptions(resolve_surrogate(surrogate, surrogate_params),
                                spike_ad=opts["spike_ad"], detach_reset=opts["detach_reset"],
-                               unroll=opts["unroll"])
+                               unroll=opts["unroll"], check_finite=opts["check_finite"])
     overrides = {k: v for k, v in (("dt", dt), ("reset", reset), ("cuba_current", cuba_current),
                                    ("method", method), ("input_shape", opts["input_shape"]))
                  if v is not None}
@@ -297,6 +334,15 @@ def _with_attrs(graph: Graph, overrides: Mapping[str, Any]) -> Graph:
     except SpikejitError as e:
         raise OptionError(f"compile: {e}") from None
     return graph.replace(attrs=attrs, schedule=None)
+
+
+def _nonfinite_reason(graph: Graph, nid: str) -> str:
+    """The message of :class:`NonFiniteError` for ``nid``, with a ``{step}`` field."""
+    if nid in graph.inputs:
+        return ("the input data holds NaN or Inf at time step {step} (found by "
+                "check_finite=True)")
+    return ("produced NaN or Inf at time step {step}, in its output or state: the first "
+            "non-finite value of the run (found by check_finite=True)")
 
 
 def pipeline_for(passes: str | Sequence[str] | Pipeline | None = None, schedule: str = "auto",

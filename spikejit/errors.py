@@ -112,7 +112,35 @@ class ScheduleError(IRError):
 
 
 class SizeLimitError(SpikejitError):
-    """A model would need more memory than the configured limit."""
+    """A model would need more memory than the configured limit.
+
+    Raised before anything that large is allocated (see :mod:`spikejit.limits`).
+
+    Attributes:
+        nbytes: The size asked for, in bytes.
+        limit: The limit in force, in bytes.
+    """
+
+    def __init__(self, message: str, *, nbytes: int, limit: int) -> None:
+        self.nbytes = nbytes
+        self.limit = limit
+        super().__init__(message)
+
+
+class NonFiniteError(IRError):
+    """A run compiled with ``check_finite=True`` produced NaN or Inf.
+
+    Names the first node (in time, then in schedule order) whose output or state held a
+    non-finite value, and the time step.
+
+    Attributes:
+        step: The 0-based time step of the run.
+    """
+
+    def __init__(self, reason: str, *, step: int, node_id: str | None = None,
+                 op_name: str | None = None, loc: str | None = None) -> None:
+        self.step = step
+        super().__init__(reason, node_id=node_id, op_name=op_name, loc=loc)
 
 
 class OptionError(SpikejitError):
@@ -125,6 +153,7 @@ __all__ = [
     "IRError",
     "LoweringError",
     "ModelFileError",
+    "NonFiniteError",
     "OptionError",
     "ParamError",
     "ParseError",

@@ -19,6 +19,7 @@ import numpy as np
 from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError
 from spikejit.ir.graph import Graph, GraphAttrs
+from spikejit.limits import check_array_file
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -109,6 +110,7 @@ def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.exists():
         raise ModelFileError(f"{p}: no such file")
+    check_array_file(p, str(p))  # declared sizes against the limit, before reading
     try:
         data = np.load(p, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:

@@ -22,6 +22,7 @@ import numpy as np
 
 from spikejit.errors import FrontendError, ModelFileError
 from spikejit.frontends.nir_schema import NIR_NODES, supported_kinds
+from spikejit.limits import check_bytes, nbytes
 
 #: Deeper nesting than this is refused (it only happens in damaged or hostile files).
 MAX_DEPTH = 32
@@ -55,6 +56,21 @@ class RawGraph:
     kind: str = "NIRGraph"
 
 
+@dataclass
+class _Budget:
+    """Bytes the datasets read so far declare, checked against the size limit before each
+    read (a few bytes of HDF5 can declare a terabyte-sized, compressed dataset)."""
+
+    label: str
+    total: int = 0
+
+    def take(self, dataset: Any, path: str) -> None:
+        shape = dataset.shape or ()  # None for an empty (null) dataspace
+        self.total += nbytes(shape, dataset.dtype.itemsize)
+        check_bytes(self.total, f"NIR file {self.label!r}: dataset {path} and those read "
+                                f"before it")
+
+
 # -- files --------------------------------------------------------------------------------
 
 def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
@@ -63,6 +79,8 @@ def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
     Raises:
         ModelFileError: The file is missing, not HDF5, truncated, or lacks the NIR layout.
         FrontendError: A node has a type that NIR 1.0.8 does not define.
+        SizeLimitError: Its datasets declare more bytes than the limit
+            (:mod:`spikejit.limits`); checked before each is read.
     """
     import h5py
 
@@ -79,12 +97,12 @@ def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
         with f:
             if "node" not in f or not isinstance(f["node"], h5py.Group):
                 raise ModelFileError(f"NIR file {label!r} has no '/node' group; is it a NIR file?")
-            graph = _read_group(f["node"], label, "/node", 0)
+            graph = _read_group(f["node"], label, "/node", 0, _Budget(label))
             if not isinstance(graph, RawGraph):
                 raise ModelFileError(f"NIR file {label!r}: '/node' is a {graph.kind} node, "
                                      f"expected the top-level NIRGraph")
             return graph
-    except (OSError, KeyError, RuntimeError, ValueError) as e:
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
         # h5py raises these for damaged B-trees, bad chunks or truncated files.
         raise ModelFileError(f"NIR file {label!r} is damaged: {e}") from None
 
@@ -132,7 +150,8 @@ def _heap_problem(data: Any, start: int) -> str | None:
     return None if p <= end else "has an object that runs past its end"
 
 
-def _read_group(group: Any, label: str, path: str, depth: int) -> RawNode | RawGraph:
+def _read_group(group: Any, label: str, path: str, depth: int,
+                budget: _Budget) -> RawNode | RawGraph:
     import h5py
 
     if depth > MAX_DEPTH:
@@ -140,9 +159,9 @@ def _read_group(group: Any, label: str, path: str, depth: int) -> RawNode | RawG
                              f"levels at {path}")
     if "type" not in group:
         raise ModelFileError(f"NIR file {label!r}: node group {path} has no 'type' dataset")
-    kind = _as_str(_dataset(group, "type", label, path), label, f"{path}/type")
+    kind = _as_str(_dataset(group, "type", label, path, budget), label, f"{path}/type")
     where = f"{label}:{path}"
-    metadata = _read_metadata(group, label, path)
+    metadata = _read_metadata(group, label, path, budget)
     if kind == "NIRGraph":
         nodes_group = group.get("nodes")
         if not isinstance(nodes_group, h5py.Group):
@@ -152,8 +171,8 @@ def _read_group(group: Any, label: str, path: str, depth: int) -> RawNode | RawG
             child = nodes_group[name]
             if not isinstance(child, h5py.Group):
                 raise ModelFileError(f"NIR file {label!r}: {path}/nodes/{name} is not a group")
-            nodes[name] = _read_group(child, label, f"{path}/nodes/{name}", depth + 1)
-        edges = _read_edges(group, label, path) if "edges" in group else []
+            nodes[name] = _read_group(child, label, f"{path}/nodes/{name}", depth + 1, budget)
+        edges = _read_edges(group, label, path, budget) if "edges" in group else []
         return RawGraph(nodes, edges, metadata, where)
     if kind not in NIR_NODES:
         raise FrontendError(f"NIR file {label!r}: node {path} has type {kind!r}, which NIR "
@@ -165,14 +184,20 @@ def _read_group(group: Any, label: str, path: str, depth: int) -> RawNode | RawG
         item = group[key]
         if not isinstance(item, h5py.Dataset):
             raise ModelFileError(f"NIR file {label!r}: {path}/{key} should be a dataset")
-        value = _dataset(group, key, label, path)
+        value = _dataset(group, key, label, path, budget)
         fields[key] = _as_str(value, label, f"{path}/{key}") if _is_text(value) else value
     return RawNode(kind, fields, metadata, where)
 
 
-def _dataset(group: Any, key: str, label: str, path: str) -> Any:
+def _dataset(group: Any, key: str, label: str, path: str, budget: _Budget) -> Any:
+    import h5py
+
     try:
-        return group[key][()]
+        item = group[key]
+        if not isinstance(item, h5py.Dataset):
+            raise ModelFileError(f"NIR file {label!r}: {path}/{key} should be a dataset")
+        budget.take(item, f"{path}/{key}")
+        return item[()]
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
         raise ModelFileError(f"NIR file {label!r}: dataset {path}/{key} cannot be read "
                              f"({e})") from None
@@ -196,8 +221,8 @@ def _as_str(value: Any, label: str, path: str) -> str:
     raise ModelFileError(f"NIR file {label!r}: dataset {path} should hold text, got {value!r}")
 
 
-def _read_edges(group: Any, label: str, path: str) -> list[tuple[str, str]]:
-    raw = np.asarray(_dataset(group, "edges", label, path))
+def _read_edges(group: Any, label: str, path: str, budget: _Budget) -> list[tuple[str, str]]:
+    raw = np.asarray(_dataset(group, "edges", label, path, budget))
     if raw.size == 0:
         return []
     if raw.ndim != 2 or raw.shape[1] != 2:
@@ -207,7 +232,7 @@ def _read_edges(group: Any, label: str, path: str) -> list[tuple[str, str]]:
     return [(_as_str(a, label, where), _as_str(b, label, where)) for a, b in raw]
 
 
-def _read_metadata(group: Any, label: str, path: str) -> dict[str, Any]:
+def _read_metadata(group: Any, label: str, path: str, budget: _Budget) -> dict[str, Any]:
     import h5py
 
     meta = group.get("metadata")
@@ -217,7 +242,7 @@ def _read_metadata(group: Any, label: str, path: str) -> dict[str, Any]:
     for key in meta:
         item = meta[key]
         if isinstance(item, h5py.Dataset):
-            value = _dataset(meta, key, label, f"{path}/metadata")
+            value = _dataset(meta, key, label, f"{path}/metadata", budget)
             out[key] = _as_str(value, label, f"{path}/metadata/{key}") if _is_text(value) else value
     return out
 

@@ -109,3 +109,10 @@ def reachable_from_inputs(graph: Graph) -> set[str]:
         seen.add(nid)
         frontier.extend(user for user, _ in graph.users.get(nid, ()))
     return seen
+
+
+def param_nbytes(graph: Graph) -> int:
+    """Bytes of every parameter array the graph needs: the user's and the derived ones
+    (from the declared types; for the size limit, :mod:`spikejit.limits`)."""
+    user = sum(ref.type.nbytes for ref in graph.user_param_refs().values())
+    return user + sum(d.type.nbytes for d in graph.derived)

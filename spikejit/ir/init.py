@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from spikejit.ir.graph import Graph
+from spikejit.limits import check_bytes
 from spikejit.ir.ops import PARAM_DEFAULTS, Integrator
 from spikejit.ir.ops.neurons import IF
 from spikejit.ir.types import NUMPY_DTYPE_NAMES
@@ -20,10 +21,17 @@ from spikejit.ir.types import NUMPY_DTYPE_NAMES
 
 def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Default values for every parameter the graph takes from the user (see module
-    docstring); derived parameters are computed from these, never initialised."""
+    docstring); derived parameters are computed from these, never initialised.
+
+    Raises:
+        SizeLimitError: The declared parameters exceed the size limit.
+    """
+    user = graph.user_param_refs()
+    # IR text may declare any shape: refuse absurd ones before allocating anything.
+    check_bytes(sum(ref.type.nbytes for ref in user.values()),
+                f"default values for the parameters of graph @{graph.name}")
     rng = np.random.default_rng(seed)
     dt = graph.attrs.dt or 1.0
-    user = graph.user_param_refs()
     # The op field that reads a parameter decides its value; a user parameter that only a
     # derivation or nothing reads (after optimisation) is known by its name's last part.
     fields: dict[str, tuple[str, object]] = {}

@@ -38,6 +38,7 @@ from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
 from spikejit.ir.printer import print_graph
 from spikejit.ir.verify import check_array, param_owners, verify
+from spikejit.limits import check_zip_members
 
 FORMAT = "spikejit-model"
 FORMAT_VERSION = 2
@@ -112,6 +113,8 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
     Raises:
         ModelFileError: The file is missing, not a spikejit model, from a newer format
             version, corrupt, or its IR text does not parse.
+        SizeLimitError: Its arrays declare more bytes than the limit (checked before
+            any is read).
         VerifyError: The stored graph is malformed.
         ParamError: A stored array is missing, extra or of the wrong shape or dtype.
     """
@@ -122,6 +125,8 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
             raise ModelFileError(f"{where} holds a single .npy array, not a spikejit model "
                                  f"(an .npz archive)")
         with archive:
+            # Every header is checked against the size limit before any array is read.
+            check_zip_members(archive.zip, where)
             members = {key: archive[key] for key in archive.files}
     except SpikejitError:
         raise

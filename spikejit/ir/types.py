@@ -25,6 +25,9 @@ NUMPY_DTYPE_NAMES: dict[str, str] = {
     "f64": "float64",
 }
 
+#: Bytes per element of each IR dtype.
+ITEMSIZE: dict[str, int] = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8}
+
 
 @dataclass(frozen=True)
 class TensorType:
@@ -54,6 +57,11 @@ class TensorType:
     def size(self) -> int:
         """Number of elements per sample and step."""
         return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes per sample and step (a Python integer: no overflow for absurd shapes)."""
+        return self.size * ITEMSIZE[self.dtype]
 
     @property
     def rank(self) -> int:

@@ -19,6 +19,13 @@ this step's outputs, so a delayed read always sees the previous steps.
 The state and trace formats are the project-wide conventions shared with the reference
 interpreter (see ``docs/compile.md``). The function is pure: it reads params, inputs and
 state only through its arguments, so ``jax.jit``, ``jax.grad`` and ``jax.vmap`` apply.
+
+With ``check_finite`` every node except ``snn.delay`` (which only moves values) also
+reports, per time step, whether its output or its state holds NaN or Inf; the program
+returns the first such (step, node) pair, earliest step first and then schedule order, so
+the node named is where the non-finite value appeared, not one that merely received it.
+Without the option none of this is traced: the jaxpr is the same as before the option
+existed.
 """
 
 from __future__ import annotations
@@ -32,9 +39,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from spikejit.errors import LoweringError, OptionError, ParamError
+from spikejit.ir.analysis import param_nbytes
 from spikejit.ir.graph import Graph, Node
 from spikejit.ir.ops import Delay, Input
+from spikejit.ir.types import ITEMSIZE
 from spikejit.ir.verify import param_owners
+from spikejit.limits import check_bytes, nbytes
 from spikejit.lowering.derived import eval_derived
 from spikejit.lowering.rules import (
     NodeContext,
@@ -65,12 +75,15 @@ class LoweringOptions:
             (``custom_vjp`` spike: reverse mode only).
         detach_reset: Cut the reset term of spiking neurons from autodiff.
         unroll: ``unroll`` argument of every ``lax.scan`` (a speed knob).
+        check_finite: Also compute where NaN or Inf first appears (see the module
+            docstring); costs a reduction per node and step when on, nothing when off.
     """
 
     surrogate: BoundSurrogate
     spike_ad: str = "jvp"
     detach_reset: bool = True
     unroll: int = 1
+    check_finite: bool = False
 
     def __post_init__(self) -> None:
         if self.spike_ad not in SPIKE_FUNCTIONS:
@@ -80,6 +93,8 @@ class LoweringOptions:
             raise OptionError(f"detach_reset must be True or False, got {self.detach_reset!r}")
         if isinstance(self.unroll, bool) or not isinstance(self.unroll, int) or self.unroll < 1:
             raise OptionError(f"unroll must be an integer >= 1, got {self.unroll!r}")
+        if not isinstance(self.check_finite, bool):
+            raise OptionError(f"check_finite must be True or False, got {self.check_finite!r}")
 
 
 def _dtype(node: Node) -> Any:
@@ -88,7 +103,9 @@ def _dtype(node: Node) -> Any:
 
 
 class Program:
-    """The lowered graph: ``program(params, inputs, state, trace) -> (outputs, state, traces)``.
+    """The lowered graph: ``program(params, inputs, state, trace) -> (outputs, state, traces,
+    report)``; ``report`` is ``None`` unless ``options.check_finite`` (then see
+    :meth:`nonfinite_node`).
 
     Args:
         graph: A typed, verified graph carrying a schedule.
@@ -97,6 +114,7 @@ class Program:
     Raises:
         LoweringError: the graph has no schedule, the schedule reads a value before it is
             computed, or a node has no lowering rule.
+        SizeLimitError: the parameters (derived ones included) exceed the size limit.
     """
 
     def __init__(self, graph: Graph, options: LoweringOptions) -> None:
@@ -113,6 +131,11 @@ class Program:
                         if graph.max_use_delay(n.id) > 0}
         self.trace_count = 0
         self._check_schedule()
+        check_bytes(param_nbytes(graph), f"the parameters of graph @{graph.name}")
+        #: Nodes checked by ``check_finite``, in schedule order (the report indexes this).
+        self.finite_order: tuple[str, ...] = tuple(
+            nid for seg in (graph.schedule.segments if graph.schedule else ())
+            for nid in seg.nodes if not isinstance(graph.node(nid).op, Delay))
         spike_fn = SPIKE_FUNCTIONS[options.spike_ad]
         surrogate = options.surrogate
         self._spike = lambda v, th: spike_fn(v, th, surrogate)
@@ -152,6 +175,8 @@ class Program:
         """All-zero state for ``batch_size`` samples (the convention's format)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
             raise OptionError(f"batch_size must be an integer >= 0, got {batch_size!r}")
+        check_bytes(self.state_nbytes(batch_size),
+                    f"the state of graph @{self.graph.name} for a batch of {batch_size}")
         state: StateDict = {}
         for n in self.graph.nodes:
             entry = {name: jnp.zeros(shape, _dtype(n))
@@ -159,6 +184,30 @@ class Program:
             if entry:
                 state[n.id] = entry
         return state
+
+    def state_nbytes(self, batch_size: int) -> int:
+        """Bytes of the whole state for ``batch_size`` samples (from the types)."""
+        total = 0
+        for n in self.graph.nodes:
+            assert n.type is not None
+            for shape in self._state_shapes(n, batch_size).values():
+                total += nbytes(shape, ITEMSIZE[n.type.dtype])
+        return total
+
+    def check_run_size(self, steps: int, batch: int) -> None:
+        """Refuse a call whose memory would exceed the size limit: the state plus the
+        largest ``[T, B, ...]`` node output, a lower bound of what the call needs."""
+        largest = max((n.type.nbytes for n in self.graph.nodes if n.type is not None),
+                      default=0)
+        check_bytes(self.state_nbytes(batch) + largest * steps * batch,
+                    f"a run of graph @{self.graph.name} over T={steps} steps with a batch of "
+                    f"{batch} (its state and its largest [T, B, ...] node output)")
+
+    def nonfinite_node(self, report: Any) -> tuple[str, int] | None:
+        """``(node id, step)`` of the first non-finite value in a concrete ``report``
+        returned with ``check_finite``, or ``None`` if the run stayed finite."""
+        index, step = (int(v) for v in jax.device_get(report))
+        return None if index < 0 else (self.finite_order[index], step)
 
     def _state_shapes(self, n: Node, batch: int) -> dict[str, tuple[int, ...]]:
         assert n.type is not None
@@ -254,8 +303,8 @@ class Program:
         return out
 
     # -- the function --------------------------------------------------------------------
-    def __call__(self, params: Any, x: Any, state: Any = None,
-                 trace: tuple[str, ...] = ()) -> tuple[dict[str, Array], StateDict, dict]:
+    def __call__(self, params: Any, x: Any, state: Any = None, trace: tuple[str, ...] = ()
+                 ) -> tuple[dict[str, Array], StateDict, dict, Array | None]:
         """Run the graph over the whole time axis.
 
         Args:
@@ -265,11 +314,18 @@ class Program:
             trace: Node ids whose outputs (and state variables) to record over time.
 
         Returns:
-            ``(outputs by io.output id, new state, traces)``.
+            ``(outputs by io.output id, new state, traces, report)``; ``report`` is
+            ``None`` without ``check_finite``, else an ``int32[2]`` array ``(index into
+            finite_order, step)`` of the first non-finite value, ``(-1, -1)`` if none.
+
+        Raises:
+            SizeLimitError: The state and the largest node output of this call (from the
+                static ``T`` and ``B``) exceed the size limit.
         """
         self.trace_count += 1  # a Python side effect: counts traces, not calls
         p = eval_derived(self.graph, self.check_params(params))
         inputs, steps, batch = self.check_inputs(x)
+        self.check_run_size(steps, batch)
         s0 = self.init_state(batch) if state is None else self.check_state(state, batch)
         run = _Run(self, p, inputs, s0, frozenset(trace), steps)
         assert self.graph.schedule is not None
@@ -282,7 +338,8 @@ class Program:
                 with jax.named_scope(f"stepwise{i}"):
                     run.stepwise(seg.nodes)
         outputs = {oid: run.full[oid] for oid in self.graph.outputs}
-        return outputs, run.finish_state(), run.traces
+        report = run.finite_report() if self.options.check_finite else None
+        return outputs, run.finish_state(), run.traces, report
 
 
 class _Run:
@@ -300,6 +357,9 @@ class _Run:
         self.padded: dict[str, Array] = {}
         self.new_state: StateDict = {}
         self.traces: dict[str, dict[str, Array]] = {}
+        self.check = prog.options.check_finite
+        #: ``check_finite``: node id -> ``bool[T]``, "non-finite output or state at step t".
+        self.bad_steps: dict[str, Array] = {}
 
     # -- reading operands over the whole time axis ---------------------------------------
     def _padded(self, nid: str) -> Array:
@@ -338,6 +398,8 @@ class _Run:
         states: dict[str, Array] | None = None
         if isinstance(node.op, Input):
             y = self.inputs[nid]
+            if self.check:
+                self.bad_steps[nid] = _bad_per_step(y)
         elif rule.kind == "delay":
             x = self.operand_full(node)
             buffer = self.state.get(nid, {}).get("buffer")
@@ -350,6 +412,8 @@ class _Run:
             flat = jnp.reshape(x, (steps * batch, *x.shape[2:]))  # one op over T*B samples
             y = rule.apply(ctx, flat)
             y = jnp.reshape(y, (steps, batch, *y.shape[1:]))
+            if self.check:
+                self.bad_steps[nid] = _bad_per_step(y)
         else:
             x = self.operand_full(node)
             if rule.pre is not None:  # a fused layer's synapse: once over T*B samples
@@ -360,12 +424,15 @@ class _Run:
             consts = rule.prepare(ctx)
             s0 = {var: self.state[nid][var] for var in node.op.state_vars}
             traced = nid in self.trace
+            check = self.check
 
             def body(s: dict[str, Array], xt: Array) -> tuple[dict[str, Array], Any]:
                 out, s = rule.apply(ctx, consts, s, xt)
-                return s, (out, s if traced else None)
+                return s, (out, s if traced else None, _bad(out, s) if check else None)
 
-            s_end, (y, states) = lax.scan(body, s0, x, unroll=self.prog.options.unroll)
+            s_end, (y, states, bad) = lax.scan(body, s0, x, unroll=self.prog.options.unroll)
+            if check:
+                self.bad_steps[nid] = bad
             self._keep(nid, **s_end)
         self.full[nid] = y
         if nid in self.prog.history:
@@ -410,6 +477,7 @@ class _Run:
             "ring": {m: self.state[m]["history"] for m in rings},
         }
         traced_neurons = [m for m in members if m in self.trace and g.node(m).op.state_vars]
+        checked = [m for m in members if m in prog.finite_order] if self.check else []
 
         def body(carry: dict[str, Any], xt: list[Array]) -> tuple[dict[str, Any], Any]:
             cur: dict[str, Array] = {}
@@ -455,14 +523,16 @@ class _Run:
                     x = pending[m] if m in pending else operand(g.node(m))
                     new_buf[m] = delay_push(buf, x)
             new_ring = {m: delay_push(r, cur[m]) for m, r in ring.items()}
-            ys = ({m: cur[m] for m in exported}, {m: st[m] for m in traced_neurons})
+            bad = {m: _bad(cur[m], st.get(m, {})) for m in checked}
+            ys = ({m: cur[m] for m in exported}, {m: st[m] for m in traced_neurons}, bad)
             return {"s": st, "buf": new_buf, "ring": new_ring}, ys
 
         carry: dict[str, Any]
         outs: dict[str, Array]
         states: dict[str, dict[str, Array]]
-        carry, (outs, states) = lax.scan(body, carry0, xs, length=self.steps,
-                                           unroll=prog.options.unroll)
+        carry, (outs, states, bad) = lax.scan(body, carry0, xs, length=self.steps,
+                                                unroll=prog.options.unroll)
+        self.bad_steps.update(bad)
         for m in members:
             self._keep(m, **carry["s"].get(m, {}))
             if m in carry["buf"]:
@@ -480,6 +550,20 @@ class _Run:
                 self._record(m, self.full[m], states.get(m))
 
     # -- end -------------------------------------------------------------------------------
+    def finite_report(self) -> Array:
+        """``int32[2]``: (index into ``finite_order``, step) of the first non-finite value,
+        earliest step first, then schedule order; ``(-1, -1)`` if there is none."""
+        none = jnp.array([-1, -1], jnp.int32)
+        if self.steps == 0:
+            return none
+        bad = jnp.stack([self.bad_steps[nid] for nid in self.prog.finite_order])  # [N, T]
+        any_bad = jnp.any(bad, axis=1)
+        first = jnp.where(any_bad, jnp.argmax(bad, axis=1), self.steps)  # per node
+        step = jnp.min(first)
+        index = jnp.argmax(first == step)  # the first node, in schedule order, at that step
+        found = jnp.stack([index, step]).astype(jnp.int32)
+        return jnp.where(step < self.steps, found, none)
+
     def finish_state(self) -> StateDict:
         """The new state in graph node order (same keys as the carried-in state)."""
         out: StateDict = {}
@@ -488,3 +572,14 @@ class _Run:
                 entry = self.new_state[n.id]
                 out[n.id] = {k: entry[k] for k in sorted(entry)}
         return out
+
+
+def _bad_per_step(y: Array) -> Array:
+    """``bool[T]``: whether ``y[t]`` (``[T, B, ...]``) holds NaN or Inf."""
+    return jnp.any(~jnp.isfinite(y), axis=tuple(range(1, y.ndim)))
+
+
+def _bad(out: Array, state: Mapping[str, Array]) -> Array:
+    """``bool[]``: whether one step's output or new state holds NaN or Inf."""
+    flags = [jnp.any(~jnp.isfinite(v)) for v in (out, *state.values())]
+    return jnp.any(jnp.stack(flags))
