@@ -80,7 +80,7 @@ def format_bytes(n: int) -> str:
     """``12884901888`` -> ``"12.0 GiB (12,884,901,888 bytes)"``."""
     if n < 2**10:
         return f"{n:,} bytes"
-    unit = max(u for u, f in _UNITS.items() if f <= n and u)
+    unit = max((u for u in _UNITS if u and _UNITS[u] <= n), key=_UNITS.__getitem__)
     return f"{n / _UNITS[unit]:.1f} {unit}iB ({n:,} bytes)"
 
 

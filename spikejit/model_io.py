@@ -8,16 +8,17 @@ HDF5 (a ``.nir`` file), a zip archive (a saved spikejit model, ``spikejit.save``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spikejit.atomic import atomic_open
-from spikejit.errors import ModelFileError
+from spikejit.errors import ModelFileError, SpikejitError
 from spikejit.ir.graph import Graph, GraphAttrs
 from spikejit.limits import check_array_file
 
@@ -58,8 +59,20 @@ def read_model(
     """Load ``(graph, params)`` from a ``.nir`` file, a saved model or IR text.
 
     Options given here override what the file says (for NIR files, which carry no time
-    step, ``dt`` is required when the graph has dynamics).
+    step, ``dt`` is required when the graph has dynamics). Every kind of file gives a
+    verified graph.
+
+    Raises:
+        SpikejitError: The file cannot be read or holds no valid model; the error names
+            the file (in its message or, failing that, in a note).
     """
+    with about_file(path):
+        return _read_model(path, dt, reset, cuba_current, method, seed)
+
+
+def _read_model(path: str | os.PathLike[str], dt: float | None, reset: str | None,
+                cuba_current: str | None, method: str | None,
+                seed: int) -> tuple[Graph, dict[str, Any]]:
     kind = model_kind(path)
     if kind == "nir":
         from spikejit.frontends.nir_import import from_nir
@@ -74,11 +87,28 @@ def read_model(
     else:
         from spikejit.ir.init import init_params
         from spikejit.ir.parser import parse_file
+        from spikejit.ir.verify import verify
 
         graph = parse_file(path)
         graph = _override(graph, dt, reset, cuba_current, method)
+        verify(graph)  # before default values are made for what it declares
         return graph, dict(init_params(graph, seed))
     return _override(graph, dt, reset, cuba_current, method), dict(params)
+
+
+@contextlib.contextmanager
+def about_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Make every :class:`SpikejitError` raised inside name ``path``: errors whose first
+    line or notes do not mention it get the note ``in model file '<path>'`` (the CLI
+    prints notes on its one error line)."""
+    try:
+        yield
+    except SpikejitError as e:
+        name = str(Path(path))
+        lines = [str(e).split("\n", 1)[0], *getattr(e, "__notes__", ())]
+        if not any(name in line for line in lines):
+            e.add_note(f"in model file {name!r}")
+        raise
 
 
 def _override(graph: Graph, dt: float | None, reset: str | None, cuba_current: str | None,

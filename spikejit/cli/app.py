@@ -178,12 +178,19 @@ def _guard(fn: Any, **kwargs: Any) -> None:
         sys.stderr.close()
         raise typer.Exit(0) from None
     except SpikejitError as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        err.print(f"error: {first}", markup=False, soft_wrap=True)
+        err.print(f"error: {one_line(e)}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (OSError, MemoryError) as e:
         err.print(f"error: {e}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def one_line(e: SpikejitError) -> str:
+    """The error on one line: its notes (the file, the pass) first, then the message's
+    first line (the printed-IR excerpt that follows it is left out)."""
+    first = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    notes = [n.replace("\n", " ") for n in getattr(e, "__notes__", ())]
+    return ": ".join([*notes, first])
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from spikejit.atomic import write_bytes_atomic
 from spikejit.errors import OptionError, SpikejitError
 from spikejit.ir.graph import Graph
-from spikejit.model_io import read_arrays, read_model, write_npz_atomic
+from spikejit.model_io import about_file, read_arrays, read_model, write_npz_atomic
 
 
 def _load(model: Path | None, dt: float | None, reset: str | None = None
@@ -31,10 +31,12 @@ def _load(model: Path | None, dt: float | None, reset: str | None = None
     return model, graph, params
 
 
-def _compile(graph: Graph, params: dict[str, Any], *, schedule: str, passes: str | None) -> Any:
+def _compile(path: Path, graph: Graph, params: dict[str, Any], *, schedule: str,
+             passes: str | None) -> Any:
     import spikejit
 
-    return spikejit.compile((graph, params), schedule=schedule, passes=passes)
+    with about_file(path):  # errors from the passes name the model file too
+        return spikejit.compile((graph, params), schedule=schedule, passes=passes)
 
 
 def generated_input(graph: Graph, steps: int, batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -85,7 +87,7 @@ def run_command(*, model: Path | None, input: Path | None, output: Path | None,
 
     path, graph, params = _load(model, dt, reset)
     t0 = time.perf_counter()
-    compiled = _compile(graph, params, schedule=schedule, passes=passes)
+    compiled = _compile(path, graph, params, schedule=schedule, passes=passes)
     t_ir = time.perf_counter() - t0
     for name in trace:
         if name not in compiled.graph:
@@ -158,11 +160,12 @@ def inspect_command(*, model: Path, dt: float | None, after: str | None, passes:
     from spikejit.ir.printer import print_graph
     from spikejit.passes import Pipeline
 
-    _, graph, _ = _load(model, dt, reset)
+    path, graph, _ = _load(model, dt, reset)
     dumps: list[tuple[str, Graph]] = []
     steps = pipeline_for(passes).steps if (after or passes) else ()
     pipeline = Pipeline(steps, dump=lambda i, name, g: dumps.append((name, g)))
-    final = pipeline(graph)
+    with about_file(path):
+        final = pipeline(graph)
     if after is not None and after != "all" and after not in {n for n, _ in dumps}:
         raise OptionError(f"--after {after}: no such pass in the pipeline '{pipeline}' "
                           f"(passes: {', '.join(n for n, _ in dumps) or 'none'})")
@@ -190,8 +193,8 @@ def compile_command(*, model: Path, output: Path, dt: float | None, passes: str 
     """``spikejit compile``: optimise and save (IR text + params, no pickle)."""
     from spikejit.ir.serialize import save
 
-    _, graph, params = _load(model, dt, reset)
-    compiled = _compile(graph, params, schedule="auto", passes=passes)
+    path, graph, params = _load(model, dt, reset)
+    compiled = _compile(path, graph, params, schedule="auto", passes=passes)
     save(output, compiled.graph, {k: np.asarray(v) for k, v in compiled.params.items()})
     console.print(f"wrote {output}: {len(compiled.graph.nodes)} nodes, "
                   f"{len(compiled.params)} params")
@@ -202,8 +205,8 @@ def viz_command(*, model: Path, output: Path, dt: float | None, schedule: str,
     """``spikejit viz``: DOT always; SVG through graphviz's ``dot`` if installed."""
     from spikejit.ir.dot import to_dot
 
-    _, graph, params = _load(model, dt)
-    compiled = _compile(graph, params, schedule=schedule, passes=None)
+    path, graph, params = _load(model, dt)
+    compiled = _compile(path, graph, params, schedule=schedule, passes=None)
     dot_text = to_dot(compiled.graph)
     suffix = output.suffix.lower()
     if suffix == ".dot":
@@ -233,7 +236,7 @@ def bench_command(*, model: Path | None, dt: float | None, steps: int, batch: in
 
     path, graph, params = _load(model, dt)
     t0 = time.perf_counter()
-    compiled = _compile(graph, params, schedule=schedule, passes=None)
+    compiled = _compile(path, graph, params, schedule=schedule, passes=None)
     t_ir = time.perf_counter() - t0
     x = _one(compiled.graph, generated_input(compiled.graph, steps, batch, 0))
     state = compiled.init_state(batch)

@@ -32,6 +32,11 @@ from spikejit.ir.types import NUMPY_DTYPE_NAMES, ParamRef, TensorType, broadcast
 
 #: Relative tolerance for a NIR delay to count as a whole number of steps.
 DELAY_RTOL = 1e-6
+#: Longest delay in steps (far beyond any real model; keeps the step counts integers).
+MAX_DELAY_STEPS = 2**31 - 1
+#: Parameters that may be ``+inf``: time constants (no leak) and thresholds (never
+#: fires). Every other parameter value must be finite; NaN is refused everywhere.
+MAY_BE_INFINITE: tuple[str, ...] = (*TIME_CONSTANTS, "v_threshold", "threshold")
 
 #: Neutral value of each optional parameter (an omitted IR parameter means this).
 NEUTRAL: dict[str, float] = {**O.PARAM_DEFAULTS, "bias": 0.0}
@@ -59,7 +64,10 @@ class Ctx:
 
 def numeric(ctx: Ctx, name: str, value: Any) -> np.ndarray:
     """``value`` as a float64 array; an error naming the field if it is not real numbers."""
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested lists, objects numpy cannot convert
+        raise ctx.error(f"field {name!r} must hold real numbers, got {_short(value)}") from None
     if arr.dtype.kind not in "biuf":
         raise ctx.error(f"field {name!r} must hold real numbers, got {arr.dtype} "
                         f"{_short(value)}")
@@ -67,6 +75,10 @@ def numeric(ctx: Ctx, name: str, value: Any) -> np.ndarray:
     if np.isnan(arr).any():
         raise ctx.error(f"field {name!r} contains NaN")
     return arr
+
+
+def _first_infinite(arr: np.ndarray) -> str:
+    return "inf" if np.any(arr == np.inf) and not np.any(arr == -np.inf) else "-inf"
 
 
 def _short(value: Any) -> str:
@@ -123,6 +135,9 @@ def param(ctx: Ctx, name: str, *, elementwise: bool = False) -> ParamRef | None:
     if name in TIME_CONSTANTS and not np.all(arr > 0):
         raise ctx.error(f"time constant {name!r} must be > 0 everywhere (inf means no leak), "
                         f"got min {arr.min()}")
+    if not np.all(np.isfinite(arr)) and not (name in MAY_BE_INFINITE and np.all(arr > -np.inf)):
+        raise ctx.error(f"field {name!r} contains {_first_infinite(arr)}; only time constants "
+                        f"(no leak) and thresholds (never fires) may be +inf")
     arr = _restore_shape(ctx, name, arr)
     if name in ctx.meta.omit and np.all(arr == NEUTRAL.get(name, math.nan)):
         return None  # spikejit wrote the neutral value for a parameter the IR op omitted
@@ -130,7 +145,11 @@ def param(ctx: Ctx, name: str, *, elementwise: bool = False) -> ParamRef | None:
         arr = fit_to_layer(ctx, name, arr, ctx.in_type.shape)
     dtype = ctx.meta.dtypes.get(name, "f32")
     pname = ctx.meta.names.get(name) or f"{ctx.node.id}.{name}"
-    out = arr.astype(_np_dtype(ctx, dtype))
+    with np.errstate(over="ignore"):  # reported below, with the field's name
+        out = arr.astype(_np_dtype(ctx, dtype))
+    if np.any(np.isinf(out) & np.isfinite(arr)):
+        raise ctx.error(f"field {name!r} has values beyond the range of {dtype}, e.g. "
+                        f"{arr[np.isinf(out) & np.isfinite(arr)].reshape(-1)[0]:.7g}")
     previous = ctx.params.get(pname)
     if previous is not None and (previous.shape != out.shape or previous.dtype != out.dtype
                                  or not np.array_equal(previous, out)):
@@ -192,7 +211,12 @@ def delay_steps(ctx: Ctx) -> np.ndarray:
     if not np.any(arr):
         return arr.astype(np.int64)
     assert ctx.dt is not None  # checked by the importer before any node is built
-    k = arr / ctx.dt
+    with np.errstate(over="ignore"):  # a tiny dt: too many steps, reported below
+        k = arr / ctx.dt
+    if np.any(k > MAX_DELAY_STEPS):
+        longest = float(arr.max())
+        raise ctx.error(f"delay {longest:.7g} s is {longest / ctx.dt:.4g} steps of "
+                        f"dt={ctx.dt!r}, more than the {MAX_DELAY_STEPS} supported")
     steps = np.rint(k)
     bad = np.abs(k - steps) > DELAY_RTOL * np.maximum(1.0, np.abs(k))
     if bad.any():

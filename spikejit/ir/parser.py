@@ -39,6 +39,11 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _INT = re.compile(r"\d+")
 _R = TypeVar("_R")
 _JSON = json.JSONDecoder()
+#: Longest integer literal accepted: anything longer is no sensible size, step or stride
+#: (and Python refuses to convert integers of more than 4300 digits from text).
+MAX_INT_DIGITS = 18
+#: Deepest nesting of list values (attribute lists are at most two levels deep).
+MAX_LIST_DEPTH = 16
 _GRAPH_ATTRS = tuple(f.name for f in dataclasses.fields(GraphAttrs))
 _KEYWORD_VALUES: dict[str, Any] = {
     "none": None,
@@ -94,6 +99,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0  # nesting of list values
         # Only "\n" ends a line: names may legally hold other Unicode line separators.
         self.line_starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
 
@@ -212,9 +218,13 @@ class _Parser:
             m = _NUMBER.match(self.text, self.pos)
             if m is None:
                 raise self.error(f"malformed number {self.found()}")
-            self.pos = m.end()
             token = m.group()
-            return float(token) if any(ch in token for ch in ".eE") else int(token)
+            if any(ch in token for ch in ".eE"):
+                self.pos = m.end()
+                return float(token)
+            self._check_digits(token.lstrip("+-"))
+            self.pos = m.end()
+            return int(token)
         if _WORD.match(self.text, self.pos):
             word = self.word("a value")
             if word in _KEYWORD_VALUES:
@@ -230,13 +240,17 @@ class _Parser:
         raise self.error(f"expected a value, found {self.found()}")
 
     def list_value(self) -> tuple[Any, ...]:
+        if self.depth >= MAX_LIST_DEPTH:
+            raise self.error(f"lists nested deeper than {MAX_LIST_DEPTH} levels")
         self.expect("[", "to open a list")
+        self.depth += 1
         items: list[Any] = []
         if not self.accept("]"):
             items.append(self.value())
             while self.accept(","):
                 items.append(self.value())
             self.expect("]", "to close the list")
+        self.depth -= 1
         # Tuples, not lists: ops and graphs must stay hashable.
         return tuple(items)
 
@@ -280,8 +294,14 @@ class _Parser:
         m = _INT.match(self.text, self.pos)
         if m is None:
             raise self.error(f"expected {what} (an integer >= 0), found {self.found()}")
+        self._check_digits(m.group())
         self.pos = m.end()
         return int(m.group())
+
+    def _check_digits(self, digits: str) -> None:
+        if len(digits) > MAX_INT_DIGITS:
+            raise self.error(f"integer {digits[:12]}... has {len(digits)} digits; at most "
+                             f"{MAX_INT_DIGITS} are accepted")
 
     def attr_dict(self, context: str) -> list[tuple[str, Any, int]]:
         """``{key = value, ...}`` as (key, value, position) triples; keys must be unique."""
