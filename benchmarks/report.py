@@ -31,10 +31,11 @@ def write_json(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _ms(s: float | None) -> str:
+def _ms(s: float | None, best: float | None = None) -> str:
     if s is None:
         return "—"
-    return f"{s * 1e3:,.0f}" if s >= 0.1 else f"{s * 1e3:.1f}"
+    text = f"{s * 1e3:,.0f}" if s >= 0.1 else f"{s * 1e3:.1f}"
+    return text if best is None else f"{text} ({_ms(best)})"
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -75,10 +76,10 @@ def workload_table(records: list[dict[str, Any]], peak_gflops: float) -> list[st
     """Markdown lines for one workload's records."""
     base = next((r for r in records if r["impl"] == BASELINE and r.get("status") == "ok"), {})
     b_fwd, b_train = _get(base, "fwd", "median_s"), _get(base, "train", "median_s")
-    lines = ["| impl | fwd ms | fwd vs JAX | fwd+bwd ms | fwd+bwd vs JAX | GFLOP/s fwd / "
-             "fwd+bwd | % of matmul peak (fwd+bwd) | compile s: IR + trace + XLA (fwd+bwd fn) "
-             "| peak RSS MB (fwd+bwd) | XLA buffers MB (fwd+bwd) | spikes = JAX | grad cos "
-             "vs JAX |",
+    lines = ["| impl | fwd ms (best) | fwd vs JAX | fwd+bwd ms (best) | fwd+bwd vs JAX | "
+             "GFLOP/s fwd / fwd+bwd | % of matmul peak (fwd+bwd) | compile s: IR + trace + "
+             "XLA (fwd+bwd fn) | peak RSS MB (fwd+bwd) | XLA buffers MB (fwd+bwd) | "
+             "spikes = JAX | grad cos vs JAX |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     failed = []
     for r in records:
@@ -92,7 +93,8 @@ def workload_table(records: list[dict[str, Any]], peak_gflops: float) -> list[st
         if r.get("process_peak_rss_bytes") is not None:  # long sequence: child process
             peak += f" ({_mb(r['process_peak_rss_bytes'])} process)"
         lines.append(
-            f"| {r['impl']} | {_ms(fwd)} | {_paired(rf, fwd, b_fwd)} | {_ms(train)} | "
+            f"| {r['impl']} | {_ms(fwd, _get(r, 'fwd', 'best_s'))} | {_paired(rf, fwd, b_fwd)} | "
+            f"{_ms(train, _get(r, 'train', 'best_s'))} | "
             f"{_paired(rt, train, b_train)} | {_fmt(gf, '.0f')} / {_fmt(gt, '.0f')} | "
             f"{_fmt(None if gt is None else 100 * gt / peak_gflops, '.0f')}% | "
             f"{_compile_cell(r)} | {peak} | {_mb(r.get('xla_bytes', {}).get('train'))} | "
@@ -154,7 +156,8 @@ def markdown(result: dict[str, Any]) -> str:
              "", f"Measured fp32 matmul peak: **{roof['peak']:.0f} GFLOP/s** ("
              + ", ".join(f"{k} {v:.0f}" for k, v in roof.items() if k != "peak") + ").", "",
              "Times are medians (ms) after warm-up, timed in interleaved rounds; ratios are "
-             "the median over rounds of (time / JAX baseline time in the same round). "
+             "the median over rounds of (time / JAX baseline time in the same round); "
+             "(best) is the fastest run. "
              "GFLOP/s count only the synapse matmul/conv FLOPs.", ""]
     for wname, title in result["workload_titles"].items():
         recs = [r for r in result["records"] if r["workload"] == wname]
