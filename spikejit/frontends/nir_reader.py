@@ -284,7 +284,8 @@ def _object_graph(graph: Any, label: str, path: str, depth: int) -> RawGraph:
         if kind == "NIRGraph":
             nodes[name] = _object_graph(node, label, f"{path}{name}/", depth + 1)
         else:
-            nodes[name] = RawNode(kind, _object_fields(node, kind), _metadata(node), where)
+            fields = _object_fields(node, kind, f"{label}: node {path + name!r}")
+            nodes[name] = RawNode(kind, fields, _metadata(node), where)
     try:
         edges = [(str(a), str(b)) for a, b in edges_attr]
     except (TypeError, ValueError):
@@ -305,20 +306,30 @@ def _object_kind(node: Any) -> str | None:
     return None
 
 
-def _object_fields(node: Any, kind: str) -> dict[str, Any]:
+def _object_fields(node: Any, kind: str, where: str) -> dict[str, Any]:
     spec = NIR_NODES[kind]
     out: dict[str, Any] = {}
-    if kind == "Input":
-        out["shape"] = _to_numpy((getattr(node, "input_type", None) or {}).get("input"))
+    if kind in ("Input", "Flatten"):
+        out["shape" if kind == "Input" else "input_type"] = _port(node, "input_type", where)
     elif kind == "Output":
-        out["shape"] = _to_numpy((getattr(node, "output_type", None) or {}).get("output"))
-    elif kind == "Flatten":
-        out["input_type"] = _to_numpy((getattr(node, "input_type", None) or {}).get("input"))
+        out["shape"] = _port(node, "output_type", where)
     names = [*spec.params, *(a for a in spec.attrs if a not in out)]
     for name in names:
         value = getattr(node, name, None)
         out[name] = value if isinstance(value, str) else _to_numpy(value)
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _port(node: Any, attr: str, where: str) -> Any:
+    """The shape in ``node.input_type["input"]`` / ``node.output_type["output"]``."""
+    types = getattr(node, attr, None)
+    if types is None:
+        return None
+    key = attr.split("_")[0]
+    if not isinstance(types, dict):
+        raise FrontendError(f"{where}: {attr} must be a dict {{{key!r}: shape}}, got "
+                            f"{type(types).__name__}")
+    return _to_numpy(types.get(key))
 
 
 def _to_numpy(value: Any) -> Any:

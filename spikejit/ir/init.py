@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from spikejit.ir.graph import Graph
-from spikejit.limits import check_bytes
 from spikejit.ir.ops import PARAM_DEFAULTS, Integrator
 from spikejit.ir.ops.neurons import IF
 from spikejit.ir.types import NUMPY_DTYPE_NAMES
+from spikejit.limits import check_bytes
 
 
 def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
