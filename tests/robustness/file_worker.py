@@ -3,6 +3,7 @@
 Reads one JSON case per line on stdin, runs it, writes one JSON line with the outcome on
 stdout. A case is ``{"op": ..., "path": ..., "args": [...]}``; the outcome is
 ``{"status": "ok"}``, ``{"status": "error", "cls": ..., "spikejit": bool, "message": ...}``
+(a spikejit error's notes, then its message; a traceback for anything else)
 or, for ``op == "cli"``, ``{"status": "exit", "code": int, "message": stderr}``.
 """
 
@@ -57,8 +58,8 @@ def main() -> None:
         except BaseException as e:  # every outcome is reported, not raised
             out = {"status": "error", "cls": f"{type(e).__module__}.{type(e).__qualname__}",
                    "spikejit": isinstance(e, SpikejitError),
-                   "message": str(e) if isinstance(e, SpikejitError)
-                   else "".join(traceback.format_exception(e))}
+                   "message": "\n".join([*getattr(e, "__notes__", ()), str(e)])
+                   if isinstance(e, SpikejitError) else "".join(traceback.format_exception(e))}
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
 
