@@ -25,8 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from spikejit.errors import ModelFileError, NonFiniteError, OptionError, SpikejitError
+from spikejit.errors import (
+    ModelFileError,
+    NonFiniteError,
+    OptionError,
+    ParamError,
+    SpikejitError,
+)
 from spikejit.ir.graph import Graph
 from spikejit.ir.printer import print_graph
 from spikejit.ir.schedule import Schedule
@@ -123,6 +130,7 @@ class CompiledModel:
                 call would exceed the size limit (:mod:`spikejit.limits`).
         """
         ids = self._trace_ids(trace)
+        _check_leaves(params=params, inputs=x, state=state)
         outputs, new_state, traces, report = self.program.jitted(params, x, state, ids)
         if report is not None:
             self._check_finite(report)
@@ -334,6 +342,42 @@ def _with_attrs(graph: Graph, overrides: Mapping[str, Any]) -> Graph:
     except SpikejitError as e:
         raise OptionError(f"compile: {e}") from None
     return graph.replace(attrs=attrs, schedule=None)
+
+
+def _check_leaves(**trees: Any) -> None:
+    """Raise :class:`ParamError` for a leaf ``jax.jit`` cannot take as an array (a string,
+    an object, an array of text), naming where it is; the program checks names and shapes.
+
+    ``jax.jit`` would refuse such a leaf with a ``TypeError`` before the program's own
+    checks run; this keeps the promise that a bad argument is a spikejit error.
+    """
+    for what, tree in trees.items():
+        if all(_array_like(leaf) for leaf in jax.tree_util.tree_leaves(tree)):
+            continue  # the common case: no paths computed
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            if not _array_like(leaf):
+                key = getattr(path[0], "key", None) if len(path) == 1 else None
+                where = (f"parameter @{key}" if what == "params" and isinstance(key, str)
+                         else what + jax.tree_util.keystr(path))
+                raise ParamError(f"{where} must be an array of numbers, got "
+                                 f"{type(leaf).__name__} {_short(leaf)}")
+
+
+def _array_like(leaf: Any) -> bool:
+    if isinstance(leaf, bool | int | float | complex):
+        return True
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None or not hasattr(leaf, "shape"):
+        return False
+    try:
+        return bool(jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_))
+    except TypeError:  # not a dtype numpy or JAX knows
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _nonfinite_reason(graph: Graph, nid: str) -> str:

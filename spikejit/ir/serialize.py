@@ -37,7 +37,7 @@ from spikejit.errors import ModelFileError, ParamError, ParseError, SpikejitErro
 from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
 from spikejit.ir.printer import print_graph
-from spikejit.ir.verify import check_array, param_owners, verify
+from spikejit.ir.verify import check_array, param_owners, verify, verify_params
 from spikejit.limits import check_zip_members
 
 FORMAT = "spikejit-model"
@@ -74,7 +74,8 @@ def save(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, Any], 
         ParamError: The params do not match the graph.
         ModelFileError: The file cannot be written.
     """
-    verify(graph, params)
+    verify(graph)
+    verify_params(graph, params)  # also when params is None: a model needs its params
     names = sorted(graph.user_param_refs())
     # Version 2 only where needed (a params block in the IR text), so version-1 readers
     # still read every file without one.
