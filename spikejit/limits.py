@@ -129,22 +129,21 @@ def npy_header_bytes(f: BinaryIO) -> int:
     return nbytes(shape, dtype.itemsize)
 
 
-def check_zip_members(archive: zipfile.ZipFile, what: str) -> None:
-    """Check the sizes the ``.npy`` members of an ``.npz`` archive declare, before any is
-    read (NumPy allocates what a header declares, then reads).
+def zip_member_bytes(archive: zipfile.ZipFile) -> dict[str, int]:
+    """Bytes the ``.npy`` header of each member of an ``.npz`` archive declares, read
+    before any array is (NumPy allocates what a header declares, then reads).
 
     Raises:
-        SizeLimitError: The arrays together exceed the limit.
         ValueError: A member is not a readable ``.npy`` array.
     """
-    total = 0
+    sizes: dict[str, int] = {}
     for info in archive.infolist():
         with archive.open(info) as member:
             try:
-                total += npy_header_bytes(member)
+                sizes[info.filename] = npy_header_bytes(member)
             except ValueError as e:
                 raise ValueError(f"member {info.filename!r}: {e}") from None
-    check_bytes(total, f"{what}: its arrays")
+    return sizes
 
 
 def check_array_file(path: str | os.PathLike[str], what: str) -> None:
@@ -158,7 +157,7 @@ def check_array_file(path: str | os.PathLike[str], what: str) -> None:
     try:
         if zipfile.is_zipfile(p):
             with zipfile.ZipFile(p) as archive:
-                check_zip_members(archive, what)
+                check_bytes(sum(zip_member_bytes(archive).values()), f"{what}: its arrays")
         else:
             with p.open("rb") as f:
                 check_bytes(npy_header_bytes(f), f"{what}: its array")
@@ -168,5 +167,5 @@ def check_array_file(path: str | os.PathLike[str], what: str) -> None:
 
 
 __all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "check_array_file", "check_bytes",
-           "check_zip_members", "format_bytes", "max_bytes", "nbytes", "npy_header_bytes",
-           "parse_size", "set_max_bytes"]
+           "format_bytes", "max_bytes", "nbytes", "npy_header_bytes", "parse_size",
+           "set_max_bytes", "zip_member_bytes"]

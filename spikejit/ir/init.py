@@ -16,7 +16,8 @@ from spikejit.ir.graph import Graph
 from spikejit.ir.ops import PARAM_DEFAULTS, Integrator
 from spikejit.ir.ops.neurons import IF
 from spikejit.ir.types import NUMPY_DTYPE_NAMES
-from spikejit.limits import check_bytes
+from spikejit.ir.verify import param_owners
+from spikejit.limits import check_bytes, max_bytes
 
 
 def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -28,8 +29,11 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """
     user = graph.user_param_refs()
     # IR text may declare any shape: refuse absurd ones before allocating anything.
-    check_bytes(sum(ref.type.nbytes for ref in user.values()),
-                f"default values for the parameters of graph @{graph.name}")
+    total = sum(ref.type.nbytes for ref in user.values())
+    if user and total > max_bytes():
+        name = max(user, key=lambda n: user[n].type.nbytes)
+        check_bytes(total, f"default values for the parameters of graph @{graph.name} (the "
+                           f"largest: @{name} of {param_owners(graph)[name]})")
     rng = np.random.default_rng(seed)
     dt = graph.attrs.dt or 1.0
     # The op field that reads a parameter decides its value; a user parameter that only a

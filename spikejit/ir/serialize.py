@@ -38,7 +38,7 @@ from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
 from spikejit.ir.printer import print_graph
 from spikejit.ir.verify import check_array, param_owners, verify, verify_params
-from spikejit.limits import check_zip_members
+from spikejit.limits import check_bytes, max_bytes, zip_member_bytes
 
 FORMAT = "spikejit-model"
 FORMAT_VERSION = 2
@@ -127,7 +127,11 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
                                  f"(an .npz archive)")
         with archive:
             # Every header is checked against the size limit before any array is read.
-            check_zip_members(archive.zip, where)
+            sizes = zip_member_bytes(archive.zip)
+            if sum(sizes.values()) > max_bytes():
+                largest = max(sizes, key=sizes.__getitem__)
+                check_bytes(sum(sizes.values()), f"{where}: its arrays (the largest: "
+                                                 f"{_member_label(archive, largest)})")
             members = {key: archive[key] for key in archive.files}
     except SpikejitError:
         raise
@@ -179,6 +183,24 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
             raise ParamError(f"{where}: {e}") from None
         params[name] = array
     return graph, params
+
+
+def _member_label(archive: Any, member: str) -> str:
+    """``parameter @name`` for a ``param_<i>.npy`` member when the header names it (and
+    is small enough to read safely), else the member name; for size-limit messages."""
+    label = f"member {member!r}"
+    index = member.removeprefix("param_").removesuffix(".npy")
+    if not (member.startswith("param_") and index.isdigit()):
+        return label
+    try:
+        info = archive.zip.getinfo(HEADER_KEY + ".npy")
+        if info.file_size > 2**20:  # a real header is a few hundred bytes
+            return label
+        names = json.loads(archive[HEADER_KEY].tobytes().decode("utf-8"))["params"]
+        return f"parameter @{names[int(index)]}"
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError,
+            zipfile.BadZipFile):
+        return label
 
 
 def _text_array(text: str) -> np.ndarray:

@@ -44,7 +44,7 @@ from spikejit.ir.graph import Graph, Node
 from spikejit.ir.ops import Delay, Input
 from spikejit.ir.types import ITEMSIZE
 from spikejit.ir.verify import param_owners
-from spikejit.limits import check_bytes, nbytes
+from spikejit.limits import check_bytes, max_bytes, nbytes
 from spikejit.lowering.derived import eval_derived
 from spikejit.lowering.rules import (
     NodeContext,
@@ -131,7 +131,7 @@ class Program:
                         if graph.max_use_delay(n.id) > 0}
         self.trace_count = 0
         self._check_schedule()
-        check_bytes(param_nbytes(graph), f"the parameters of graph @{graph.name}")
+        self._check_param_size()
         #: Nodes checked by ``check_finite``, in schedule order (the report indexes this).
         self.finite_order: tuple[str, ...] = tuple(
             nid for seg in (graph.schedule.segments if graph.schedule else ())
@@ -170,13 +170,26 @@ class Program:
                     done.add(nid)  # complete before the next node of the segment runs
             done |= members
 
+    def _check_param_size(self) -> None:
+        """Refuse parameters (derived ones included: a fold or a broadcast may make them
+        bigger than the user's) beyond the size limit, naming the largest."""
+        total = param_nbytes(self.graph)
+        if total > max_bytes():
+            types = {**{n: r.type for n, r in self.graph.user_param_refs().items()},
+                     **{d.name: d.type for d in self.graph.derived}}
+            name = max(types, key=lambda n: types[n].nbytes)
+            check_bytes(total, f"the parameters of graph @{self.graph.name} (the largest: "
+                               f"@{name}, {types[name]})")
+
     # -- state ---------------------------------------------------------------------------
     def init_state(self, batch_size: int) -> StateDict:
         """All-zero state for ``batch_size`` samples (the convention's format)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
             raise OptionError(f"batch_size must be an integer >= 0, got {batch_size!r}")
-        check_bytes(self.state_nbytes(batch_size),
-                    f"the state of graph @{self.graph.name} for a batch of {batch_size}")
+        total = self.state_nbytes(batch_size)
+        if total > max_bytes():
+            check_bytes(total, f"the state of graph @{self.graph.name} for a batch of "
+                               f"{batch_size} (the largest: %{self._largest_state(batch_size)})")
         state: StateDict = {}
         for n in self.graph.nodes:
             entry = {name: jnp.zeros(shape, _dtype(n))
@@ -187,21 +200,25 @@ class Program:
 
     def state_nbytes(self, batch_size: int) -> int:
         """Bytes of the whole state for ``batch_size`` samples (from the types)."""
-        total = 0
-        for n in self.graph.nodes:
-            assert n.type is not None
-            for shape in self._state_shapes(n, batch_size).values():
-                total += nbytes(shape, ITEMSIZE[n.type.dtype])
-        return total
+        return sum(self._node_state_nbytes(n, batch_size) for n in self.graph.nodes)
+
+    def _node_state_nbytes(self, n: Node, batch_size: int) -> int:
+        assert n.type is not None
+        return sum(nbytes(shape, ITEMSIZE[n.type.dtype])
+                   for shape in self._state_shapes(n, batch_size).values())
+
+    def _largest_state(self, batch_size: int) -> str:
+        return max(self.graph.nodes, key=lambda n: self._node_state_nbytes(n, batch_size)).id
 
     def check_run_size(self, steps: int, batch: int) -> None:
         """Refuse a call whose memory would exceed the size limit: the state plus the
         largest ``[T, B, ...]`` node output, a lower bound of what the call needs."""
-        largest = max((n.type.nbytes for n in self.graph.nodes if n.type is not None),
-                      default=0)
-        check_bytes(self.state_nbytes(batch) + largest * steps * batch,
+        largest = max(self.graph.nodes, key=lambda n: n.type.nbytes if n.type else 0)
+        assert largest.type is not None
+        check_bytes(self.state_nbytes(batch) + largest.type.nbytes * steps * batch,
                     f"a run of graph @{self.graph.name} over T={steps} steps with a batch of "
-                    f"{batch} (its state and its largest [T, B, ...] node output)")
+                    f"{batch} (its state and its largest [T, B, ...] node output, "
+                    f"%{largest.id})")
 
     def nonfinite_node(self, report: Any) -> tuple[str, int] | None:
         """``(node id, step)`` of the first non-finite value in a concrete ``report``

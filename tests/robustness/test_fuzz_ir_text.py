@@ -172,6 +172,7 @@ def test_absurd_declared_parameters_are_refused_before_allocating(tmp_path: Path
     with time_limit(), max_bytes("64M"), pytest.raises(SizeLimitError) as info:
         read_model(path)
     assert str(info.value).startswith(
-        f"default values for the parameters of graph @g need {format_bytes(12 * rows)}, "
+        f"default values for the parameters of graph @g (the largest: @l.weight of %l) "
+        f"need {format_bytes(12 * rows)}, "
         f"more than the limit of 64.0 MiB (67,108,864 bytes)")
     assert info.value.nbytes == 12 * rows
