@@ -98,7 +98,7 @@ def check_bytes(size: int, what: str) -> None:
     """
     limit = max_bytes()
     if size > limit:
-        raise SizeLimitError(f"{what} need {format_bytes(size)}, more than the limit of "
+        raise SizeLimitError(f"{what} would take {format_bytes(size)}, more than the limit of "
                              f"{format_bytes(limit)} (raise it with the environment variable "
                              f"{ENV_VAR} or spikejit.limits.set_max_bytes)",
                              nbytes=size, limit=limit)

@@ -166,7 +166,7 @@ def test_absurd_declared_sizes_are_refused_before_reading(
     out = worker.run(data.draw(st.sampled_from(["from_nir", "read_model"])), path)
     assert out.status == "error" and out.cls == "spikejit.errors.SizeLimitError", out
     assert f"NIR file {str(path)!r}: dataset {target}" in out.message, out.message
-    assert "need 4.0 TiB" in out.message, out.message
+    assert "would take 4.0 TiB" in out.message, out.message
 
 
 @settings(max_examples=budget(150), suppress_health_check=SUPPRESS)

@@ -173,6 +173,6 @@ def test_absurd_declared_parameters_are_refused_before_allocating(tmp_path: Path
         read_model(path)
     assert str(info.value).startswith(
         f"default values for the parameters of graph @g (the largest: @l.weight of %l) "
-        f"need {format_bytes(12 * rows)}, "
+        f"would take {format_bytes(12 * rows)}, "
         f"more than the limit of 64.0 MiB (67,108,864 bytes)")
     assert info.value.nbytes == 12 * rows

@@ -358,10 +358,10 @@ def test_absurd_layer_sizes_are_refused_before_allocating(shape: list[int], batc
             assert str(e).startswith("the parameters of graph @main (the largest: @lif."), e
             model = spikejit.compile(g, dt=DT, passes=[])
         with pytest.raises(SizeLimitError, match=rf"the state of graph @main for a batch of "
-                                                 rf"{batch} \(the largest: %lif\) need "
+                                                 rf"{batch} \(the largest: %lif\) would take "
                                                  r"[0-9.]+ [GTP]iB"):
             model.init_state(batch)
         x = jax.ShapeDtypeStruct((10, batch, *shape), np.float32)
         with pytest.raises(SizeLimitError, match=r"a run of graph @main over T=10 steps .*"
-                                                 r"node output, %\w+\) need "):
+                                                 r"node output, %\w+\) would take "):
             jax.eval_shape(lambda xx: model(xx), x)

@@ -273,6 +273,6 @@ def test_absurd_time_axis_is_refused_when_traced(saved: tuple[Path, Any, Any]) -
     need = model.program.state_nbytes(1000) + 10**9 * 10**3 * 4 * 4
     assert str(info.value) == (
         f"a run of graph @main over T=1000000000 steps with a batch of 1000 (its state and "
-        f"its largest [T, B, ...] node output, %fc) need {format_bytes(need)}, more than the "
-        f"limit of 1.0 GiB (1,073,741,824 bytes) (raise it with the environment variable "
+        f"its largest [T, B, ...] node output, %fc) would take {format_bytes(need)}, more than "
+        f"the limit of 1.0 GiB (1,073,741,824 bytes) (raise it with the environment variable "
         f"SPIKEJIT_MAX_BYTES or spikejit.limits.set_max_bytes)")
