@@ -122,10 +122,10 @@ class CompiledModel:
 
         Raises:
             NonFiniteError: compiled with ``check_finite=True`` and a node produced NaN or
-                Inf (named with the time step). Under your own ``jax.jit``/``jax.grad``
-                the values are not known to Python; the check is then a
-                ``jax.experimental.checkify`` check, reported when you wrap the
-                function with ``checkify.checkify``.
+                Inf (named with the time step; also under ``jax.grad``). Under your own
+                ``jax.jit`` the values are not known to Python: the check is then a
+                ``jax.experimental.checkify`` check, reported when you wrap the function
+                with ``checkify.checkify`` and silent otherwise.
             SizeLimitError: the state and the largest ``[T, B, ...]`` node output of this
                 call would exceed the size limit (:mod:`spikejit.limits`).
         """
