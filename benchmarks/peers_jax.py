@@ -66,18 +66,11 @@ def dense(x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
     return y if b is None else y + b
 
 
-def conv(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-    """3x3 'same' convolution of ``x[T, B, C, H, W]`` over all ``T*B`` images at once.
-
-    NHWC inside: on XLA:CPU it is faster than NCHW for these shapes (measured), so the
-    transposes are part of the fastest form.
-    """
-    t, b_, c, h, wd = x.shape
-    xs = jnp.transpose(x.reshape(t * b_, c, h, wd), (0, 2, 3, 1))
+def conv_nhwc(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """3x3 'same' convolution of ``x[N, H, W, C]`` with an ``[O, I, 3, 3]`` (NIR) weight."""
     k = jnp.transpose(w, (2, 3, 1, 0))  # HWIO
-    y = lax.conv_general_dilated(xs, k, (1, 1), ((1, 1), (1, 1)),
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
-    return jnp.transpose(y, (0, 3, 1, 2)).reshape(t, b_, w.shape[0], h, wd)
+    return lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
 
 
 def mlp(p: Params, x: jax.Array) -> jax.Array:
@@ -87,11 +80,22 @@ def mlp(p: Params, x: jax.Array) -> jax.Array:
 
 
 def cnn(p: Params, x: jax.Array) -> jax.Array:
-    """Conv+LIF, conv+LIF, flatten, Affine+LIF readout."""
-    z1 = lif_layer(conv(x, p["c1"], p["cb1"]))
-    z2 = lif_layer(conv(z1, p["c2"], p["cb2"]))
-    flat = z2.reshape(z2.shape[0], z2.shape[1], -1)
-    return lif_layer(dense(flat, p["w3"], p["b3"]))
+    """Conv+LIF, conv+LIF, flatten, Affine+LIF readout.
+
+    Channels-last (NHWC) from the input on: XLA:CPU convolves NHWC faster than NCHW, and the
+    LIF is elementwise, so the only costs of the layout are one input transpose and a
+    permutation of the readout weight (it indexes the NCHW flattening). Measured about 10%
+    faster forward than converting around each conv.
+    """
+    t, b, c, h, wd = x.shape
+    xs = jnp.transpose(x.reshape(t * b, c, h, wd), (0, 2, 3, 1))
+    c1 = conv_nhwc(xs, p["c1"], p["cb1"])
+    z1 = lif_layer(c1.reshape(t, b, *c1.shape[1:]))
+    c2 = conv_nhwc(z1.reshape(t * b, *z1.shape[2:]), p["c2"], p["cb2"])
+    z2 = lif_layer(c2.reshape(t, b, *c2.shape[1:]))
+    n_out, co = p["w3"].shape[0], p["c2"].shape[0]
+    w3 = p["w3"].reshape(n_out, co, h, wd).transpose(0, 2, 3, 1).reshape(n_out, -1)
+    return lif_layer(dense(z2.reshape(t, b, -1), w3, p["b3"]))
 
 
 def recurrent(p: Params, x: jax.Array) -> jax.Array:
