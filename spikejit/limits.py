@@ -25,7 +25,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -36,6 +38,14 @@ from spikejit.errors import ModelFileError, OptionError, SizeLimitError
 ENV_VAR = "SPIKEJIT_MAX_BYTES"
 #: The limit when nothing else is set: generous for a workstation, far below "absurd".
 DEFAULT_MAX_BYTES = 8 * 2**30
+
+#: What reading a damaged zip archive or ``.npy`` member can raise: besides ``BadZipFile``,
+#: ``zipfile`` raises ``NotImplementedError`` for unknown versions and compression methods,
+#: ``RuntimeError`` for encrypted members, ``zlib.error`` for corrupt deflate streams and
+#: ``struct.error`` for cut records; NumPy raises ``ValueError`` for bad headers.
+ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, EOFError, ValueError, TypeError, KeyError, RuntimeError, NotImplementedError,
+    OverflowError, zipfile.BadZipFile, zlib.error, struct.error)
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
@@ -124,7 +134,9 @@ def npy_header_bytes(f: BinaryIO) -> int:
             shape, _, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f".npy format version {version} is not supported")
-    except (OSError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile) as e:
+    except ValueError:
+        raise
+    except (*ARCHIVE_ERRORS, SyntaxError) as e:
         raise ValueError(f"damaged .npy header ({e})") from None
     return nbytes(shape, dtype.itemsize)
 
@@ -161,11 +173,10 @@ def check_array_file(path: str | os.PathLike[str], what: str) -> None:
         else:
             with p.open("rb") as f:
                 check_bytes(npy_header_bytes(f), f"{what}: its array")
-    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as e:
-        # zipfile raises these for damaged directories, bad compression or encryption.
+    except ARCHIVE_ERRORS as e:
         raise ModelFileError(f"{what} is not a readable .npy/.npz file: {e}") from None
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "check_array_file", "check_bytes",
+__all__ = ["ARCHIVE_ERRORS", "DEFAULT_MAX_BYTES", "ENV_VAR", "check_array_file", "check_bytes",
            "format_bytes", "max_bytes", "nbytes", "npy_header_bytes", "parse_size",
            "set_max_bytes", "zip_member_bytes"]

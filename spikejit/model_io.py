@@ -20,7 +20,7 @@ import numpy as np
 from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError, SpikejitError
 from spikejit.ir.graph import Graph, GraphAttrs
-from spikejit.limits import check_array_file
+from spikejit.limits import ARCHIVE_ERRORS, check_array_file
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -143,12 +143,12 @@ def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     check_array_file(p, str(p))  # declared sizes against the limit, before reading
     try:
         data = np.load(p, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except ARCHIVE_ERRORS as e:
         raise ModelFileError(f"{p}: not a readable .npy/.npz file ({e})") from None
     if isinstance(data, np.ndarray):
         return {"": data}
     try:
         with data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except ARCHIVE_ERRORS as e:
         raise ModelFileError(f"{p}: corrupt .npz member ({e})") from None

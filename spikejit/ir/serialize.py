@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
 from spikejit.ir.printer import print_graph
 from spikejit.ir.verify import check_array, param_owners, verify, verify_params
-from spikejit.limits import check_bytes, max_bytes, zip_member_bytes
+from spikejit.limits import ARCHIVE_ERRORS, check_bytes, max_bytes, zip_member_bytes
 
 FORMAT = "spikejit-model"
 FORMAT_VERSION = 2
@@ -137,7 +136,7 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
         raise
     except FileNotFoundError:
         raise ModelFileError(f"{where} does not exist") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except ARCHIVE_ERRORS as e:
         # NumPy reports foreign or truncated files as OSError/ValueError/BadZipFile, and
         # object (pickled) arrays as ValueError because allow_pickle is off.
         raise ModelFileError(f"{where} is not a readable .npz archive: {e}") from None
@@ -198,8 +197,7 @@ def _member_label(archive: Any, member: str) -> str:
             return label
         names = json.loads(archive[HEADER_KEY].tobytes().decode("utf-8"))["params"]
         return f"parameter @{names[int(index)]}"
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError,
-            zipfile.BadZipFile):
+    except (*ARCHIVE_ERRORS, IndexError, AttributeError):
         return label
 
 
