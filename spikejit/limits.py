@@ -15,7 +15,8 @@ memory sized by a model asks :func:`check_bytes` first, which raises
 
 The limit is :data:`DEFAULT_MAX_BYTES` (8 GiB), or the environment variable
 ``SPIKEJIT_MAX_BYTES`` (bytes, or a number with a ``K``/``M``/``G``/``T`` suffix, powers of
-1024), or what :func:`set_max_bytes` set, in increasing precedence.
+1024), or what :func:`set_max_bytes` set (the CLI's ``--max-bytes``), in increasing
+precedence.
 
 This module is a leaf (like :mod:`spikejit.errors`): every layer may import it.
 """
@@ -52,11 +53,12 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
 _override: int | None = None
 
 
-def parse_size(text: str) -> int:
-    """``"8G"``, ``"512MiB"``, ``"1000000"`` -> bytes; :class:`OptionError` otherwise."""
+def parse_size(text: str, source: str = ENV_VAR) -> int:
+    """``"8G"``, ``"512MiB"``, ``"1000000"`` -> bytes; :class:`OptionError` naming
+    ``source`` (where the text came from) otherwise."""
     m = _SIZE.fullmatch(text)
     if m is None:
-        raise OptionError(f"{ENV_VAR}: {text!r} is not a size (bytes, or a number with a "
+        raise OptionError(f"{source}: {text!r} is not a size (bytes, or a number with a "
                           f"K, M, G or T suffix, e.g. 8G)")
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
@@ -69,8 +71,12 @@ def max_bytes() -> int:
     return DEFAULT_MAX_BYTES if env is None or not env.strip() else parse_size(env)
 
 
-def set_max_bytes(limit: int | str | None) -> None:
+def set_max_bytes(limit: int | str | None, *, source: str = "set_max_bytes") -> None:
     """Set the limit for this process (``None``: back to the environment or the default).
+
+    Args:
+        limit: Bytes, or a size such as ``"16G"``.
+        source: Where the value came from, for the error message (e.g. a CLI option).
 
     Raises:
         OptionError: ``limit`` is not a positive size.
@@ -79,9 +85,9 @@ def set_max_bytes(limit: int | str | None) -> None:
     if limit is None:
         _override = None
         return
-    value = parse_size(limit) if isinstance(limit, str) else limit
+    value = parse_size(limit, source) if isinstance(limit, str) else limit
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise OptionError(f"set_max_bytes: the limit must be a positive number of bytes, "
+        raise OptionError(f"{source}: the limit must be a positive number of bytes, "
                           f"got {limit!r}")
     _override = value
 

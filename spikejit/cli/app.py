@@ -67,9 +67,16 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    max_bytes: Annotated[str | None, typer.Option(
+        "--max-bytes", help="Refuse models needing more memory than this (e.g. 16G; default "
+        "$SPIKEJIT_MAX_BYTES or 8G).", show_default=False)] = None,
 ) -> None:
     """spikejit: SNN graphs in, one jitted, differentiable JAX function out."""
     _DEBUG["on"] = debug
+    if max_bytes is not None:
+        from spikejit.limits import set_max_bytes
+
+        _guard(set_max_bytes, limit=max_bytes, source="--max-bytes")
 
 
 @app.command()

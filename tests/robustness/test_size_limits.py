@@ -98,3 +98,18 @@ def test_the_cli_honours_the_environment(tmp_path: Path) -> None:
     assert "more than the limit of 100 bytes" in result.stderr
     result = runner.invoke(app, ["inspect", str(path)], env={"SPIKEJIT_MAX_BYTES": "1M"})
     assert result.exit_code == 0, result.stderr
+
+
+def test_the_cli_option_wins_and_is_checked(tmp_path: Path) -> None:
+    path, _, _ = save_model(tmp_path / "m.sjit.npz")
+    runner = CliRunner()
+    try:
+        result = runner.invoke(app, ["--max-bytes", "100", "inspect", str(path)],
+                               env={"SPIKEJIT_MAX_BYTES": "1G"})
+        assert result.exit_code == 2 and "more than the limit of 100 bytes" in result.stderr
+        result = runner.invoke(app, ["--max-bytes", "lots", "inspect", str(path)])
+        assert result.exit_code == 2
+        assert result.stderr == ("error: --max-bytes: 'lots' is not a size (bytes, or a "
+                                 "number with a K, M, G or T suffix, e.g. 8G)\n")
+    finally:
+        set_max_bytes(None)  # the option sets the limit for the (test) process
