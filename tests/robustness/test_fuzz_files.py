@@ -11,6 +11,7 @@ spikejit error that names the file (or load, if the damage was harmless).
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +220,36 @@ def test_cli_on_damaged_files_exits_2_with_one_line(worker: FileWorker, pristine
     if out.code == 2:
         assert str(path) in out.message, out.message
     event(f"exit {out.code}")
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2, 2**40), st.floats(allow_nan=False),
+              st.sampled_from(["", "x", "f64", "bf16", "f33", "value", "subtract", "c.weight",
+                               "input", "output", "spikejit-nir-v1"])),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["weight", "bias", "tau", "x", "c"]), inner, max_size=3),
+    max_leaves=6)
+META_KEYS = st.sampled_from(["omit", "shapes", "dtypes", "names", "reset", "edge_delay",
+                             "input_dtype", "input_spike", "format", "name", "order",
+                             "escaped"])
+
+
+@settings(max_examples=budget(60), suppress_health_check=SUPPRESS)
+@given(st.data())
+def test_damaged_spikejit_metadata(worker: FileWorker, pristine: list[Path], tmp_path: Path,
+                                   data: st.DataObject) -> None:
+    # The JSON entry spikejit writes on graphs and nodes, filled with arbitrary values.
+    source = data.draw(st.sampled_from([p for p in pristine if p.name.startswith("sj_")]))
+    path = tmp_path / f"meta_{next(_ids)}.nir"
+    shutil.copy(source, path)
+    with h5py.File(path, "r+") as f:
+        groups = ["node", *(f"node/nodes/{n}" for n in f["node/nodes"])]
+        for group in data.draw(st.lists(st.sampled_from(groups), min_size=1, max_size=3)):
+            entry = f"{group}/metadata/spikejit"
+            meta = json.loads(f[entry][()]) if entry in f else {}
+            meta.update(data.draw(st.dictionaries(META_KEYS, JSON_VALUES, min_size=1,
+                                                  max_size=3)))
+            if entry in f:
+                del f[entry]
+            f[entry] = json.dumps(meta)
+    _check(worker.run("from_nir", path), path, f"metadata of {source.name}")

@@ -113,6 +113,11 @@ def specs(draw: st.DrawFn) -> Spec:
         spec.edges += [(target, "rec"), ("rec", target)]
     spec.nodes["y"] = nir.Output(output_type=np.array([n]))
     spec.edges.append((prev, "y"))
+    if draw(st.booleans()):  # the same network, nested in a subgraph
+        inner = Spec(spec.nodes, spec.edges)
+        spec = Spec({"x": nir.Input(input_type=np.array(spec.nodes["x"].input_type["input"])),
+                     "S": inner.graph(), "y": nir.Output(output_type=np.array([n]))},
+                    [("x", "S"), ("S", "y")], spec.size)
     return spec
 
 
