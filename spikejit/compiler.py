@@ -49,7 +49,8 @@ DEFAULT_PASSES = "O1"
 
 #: Options accepted in ``**options`` with their defaults.
 EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad": "jvp",
-                                 "unroll": 1, "input_shape": None, "check_finite": False}
+                                 "unroll": 1, "input_shape": None, "check_finite": False,
+                                 "conv_impl": "auto"}
 
 _CACHE_SIZE = 64
 _PROGRAMS: OrderedDict[tuple[Graph, LoweringOptions], Program] = OrderedDict()
@@ -230,7 +231,9 @@ def compile(
             ``input_shape`` (NIR sources only: passed to ``from_nir``), ``check_finite``
             (bool, default False: every call also finds the first node and time step
             that produced NaN or Inf and raises ``NonFiniteError``; nothing is traced
-            for it when off).
+            for it when off), ``conv_impl`` (``"auto"``, ``"xla"``, ``"xla_nhwc"``,
+            ``"custom_vjp"``: how convolutions and their gradients are lowered, see
+            :mod:`spikejit.lowering.conv`; the values are the same for all).
 
     Returns:
         The :class:`CompiledModel`.
@@ -254,7 +257,8 @@ def compile(
                           f"got {opts['order']!r}")
     lowering = LoweringOptions(resolve_surrogate(surrogate, surrogate_params),
                                spike_ad=opts["spike_ad"], detach_reset=opts["detach_reset"],
-                               unroll=opts["unroll"], check_finite=opts["check_finite"])
+                               unroll=opts["unroll"], check_finite=opts["check_finite"],
+                               conv_impl=opts["conv_impl"])
     overrides = {k: v for k, v in (("dt", dt), ("reset", reset), ("cuba_current", cuba_current),
                                    ("method", method), ("input_shape", opts["input_shape"]))
                  if v is not None}

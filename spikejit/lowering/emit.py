@@ -45,6 +45,7 @@ from spikejit.ir.ops import Delay, Input
 from spikejit.ir.types import ITEMSIZE
 from spikejit.ir.verify import param_owners
 from spikejit.limits import check_bytes, max_bytes, nbytes
+from spikejit.lowering.conv import CONV_IMPLS
 from spikejit.lowering.derived import eval_derived
 from spikejit.lowering.rules import (
     NodeContext,
@@ -77,6 +78,8 @@ class LoweringOptions:
         unroll: ``unroll`` argument of every ``lax.scan`` (a speed knob).
         check_finite: Also compute where NaN or Inf first appears (see the module
             docstring); costs a reduction per node and step when on, nothing when off.
+        conv_impl: How convolutions are lowered (:data:`spikejit.lowering.conv.CONV_IMPLS`;
+            ``"auto"`` picks per shape). Every variant gives the same values.
     """
 
     surrogate: BoundSurrogate
@@ -84,6 +87,7 @@ class LoweringOptions:
     detach_reset: bool = True
     unroll: int = 1
     check_finite: bool = False
+    conv_impl: str = "auto"
 
     def __post_init__(self) -> None:
         if self.spike_ad not in SPIKE_FUNCTIONS:
@@ -95,6 +99,9 @@ class LoweringOptions:
             raise OptionError(f"unroll must be an integer >= 1, got {self.unroll!r}")
         if not isinstance(self.check_finite, bool):
             raise OptionError(f"check_finite must be True or False, got {self.check_finite!r}")
+        if self.conv_impl not in CONV_IMPLS:
+            raise OptionError(f"conv_impl must be one of {', '.join(map(repr, CONV_IMPLS))}, "
+                              f"got {self.conv_impl!r}")
 
 
 def _dtype(node: Node) -> Any:
@@ -367,7 +374,8 @@ class _Run:
         self.prog, self.graph, self.inputs, self.state = prog, prog.graph, inputs, state
         self.trace, self.steps = trace, steps
         self.ctx: dict[str, NodeContext] = {
-            n.id: node_context(self.graph, n, params, prog._spike, prog.options.detach_reset)
+            n.id: node_context(self.graph, n, params, prog._spike, prog.options.detach_reset,
+                         prog.options.conv_impl)
             for n in self.graph.nodes
         }
         self.full: dict[str, Array] = {}

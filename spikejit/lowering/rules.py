@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from spikejit.errors import LoweringError
+from spikejit.lowering import conv as conv_lowering
 from spikejit.ir.graph import Graph, Node
 from spikejit.ir.ops import (
     IF,
@@ -76,6 +77,7 @@ class NodeContext:
         method: ``"euler"`` or ``"exp"``.
         spike: ``spike(v, threshold) -> z`` with the chosen surrogate bound.
         detach_reset: Whether the reset term is cut from autodiff (the spike still is not).
+        conv_impl: The convolution variant (:data:`spikejit.lowering.conv.CONV_IMPLS`).
     """
 
     node: Node
@@ -86,10 +88,11 @@ class NodeContext:
     method: str
     spike: SpikeFn
     detach_reset: bool
+    conv_impl: str = "auto"
 
 
 def node_context(graph: Graph, node: Node, params: Mapping[str, Array], spike: SpikeFn,
-                 detach_reset: bool) -> NodeContext:
+                 detach_reset: bool, conv_impl: str = "auto") -> NodeContext:
     """Resolve a node's parameters and options (see :class:`NodeContext`)."""
     op = node.op
     p: dict[str, Any] = {}
@@ -101,7 +104,7 @@ def node_context(graph: Graph, node: Node, params: Mapping[str, Array], spike: S
             p[name] = PARAM_DEFAULTS[name]
     reset = getattr(op, "reset", None) or graph.attrs.reset
     return NodeContext(node, p, graph.attrs.dt, reset, graph.attrs.cuba_current,
-                       graph.attrs.method, spike, detach_reset)
+                       graph.attrs.method, spike, detach_reset, conv_impl)
 
 
 @dataclass(frozen=True)
@@ -148,12 +151,9 @@ def _scale(ctx: NodeContext, x: Array) -> Array:
 def _conv(ctx: NodeContext, x: Array) -> Array:
     op = ctx.node.op
     assert isinstance(op, Conv1d | Conv2d)
-    spatial = "HW"[: op.ndim]
-    dims = ("NC" + spatial, "OI" + spatial, "NC" + spatial)
-    y = lax.conv_general_dilated(
-        x, ctx.p["weight"], window_strides=op.stride, padding=op.pads(),
-        rhs_dilation=op.dilation, feature_group_count=op.groups, dimension_numbers=dims,
-    )
+    # The variant (layout, gradient formulation) is chosen in spikejit.lowering.conv.
+    y = conv_lowering.conv(x, ctx.p["weight"], op.stride, op.pads(), op.dilation, op.groups,
+                           ctx.conv_impl)
     if "bias" in ctx.p:
         y = y + jnp.reshape(ctx.p["bias"], (-1,) + (1,) * op.ndim)
     return y
