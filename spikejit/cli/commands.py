@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from spikejit.atomic import write_bytes_atomic
 from spikejit.errors import OptionError, SpikejitError
 from spikejit.ir.graph import Graph
+from spikejit.limits import check_bytes, nbytes
 from spikejit.model_io import about_file, read_arrays, read_model, write_npz_atomic
 
 
@@ -40,7 +41,18 @@ def _compile(path: Path, graph: Graph, params: dict[str, Any], *, schedule: str,
 
 
 def generated_input(graph: Graph, steps: int, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Seeded Bernoulli(0.2) spikes ``[T, B, *shape]`` for every input node."""
+    """Seeded Bernoulli(0.2) spikes ``[T, B, *shape]`` for every input node.
+
+    Raises:
+        SizeLimitError: The inputs (whose shapes come from the model file) would exceed the
+            size limit; checked before drawing (12 bytes per value: float64 draws, then
+            the float32 result).
+    """
+    for nid in graph.inputs:
+        shape = graph.node(nid).op.type.shape  # type: ignore[attr-defined]
+        check_bytes(nbytes((steps, batch, *shape), 12),
+                    f"generated input for %{nid} [T={steps}, B={batch}, "
+                    f"{', '.join(map(str, shape))}]")
     rng = np.random.default_rng(seed)
     data = {}
     for nid in graph.inputs:
@@ -93,8 +105,11 @@ def run_command(*, model: Path | None, input: Path | None, output: Path | None,
         if name not in compiled.graph:
             raise OptionError(f"--trace {name}: no node %{name} in the model (nodes: "
                               f"{', '.join(n.id for n in compiled.graph.nodes)})")
-    data = _read_input(input, compiled.graph) if input else generated_input(
-        compiled.graph, steps, batch, seed)
+    if input is not None:
+        data = _read_input(input, compiled.graph)  # its errors name the input file
+    else:
+        with about_file(path):  # input shapes come from the model file
+            data = generated_input(compiled.graph, steps, batch, seed)
     total = next(iter(data.values())).shape[0]
     b = next(iter(data.values())).shape[1]
     console.print(f"[bold]model[/bold] {path}")
@@ -238,7 +253,8 @@ def bench_command(*, model: Path | None, dt: float | None, steps: int, batch: in
     t0 = time.perf_counter()
     compiled = _compile(path, graph, params, schedule=schedule, passes=None)
     t_ir = time.perf_counter() - t0
-    x = _one(compiled.graph, generated_input(compiled.graph, steps, batch, 0))
+    with about_file(path):
+        x = _one(compiled.graph, generated_input(compiled.graph, steps, batch, 0))
     state = compiled.init_state(batch)
 
     def loss(p: Any) -> Any:
