@@ -14,8 +14,8 @@ memory sized by a model asks :func:`check_bytes` first, which raises
   ``[T, B, ...]`` array of a call (a lower bound of what the call needs).
 
 The limit is :data:`DEFAULT_MAX_BYTES` (8 GiB), or the environment variable
-``SPIKEJIT_MAX_BYTES`` (bytes, or a number with a ``K``/``M``/``G``/``T`` suffix, powers of
-1024), or what :func:`set_max_bytes` set (the CLI's ``--max-bytes``), in increasing
+``SPIKEJIT_MAX_BYTES`` (bytes, or a number with a ``K``/``M``/``G``/``T``/``P`` suffix,
+powers of 1024), or what :func:`set_max_bytes` set (the CLI's ``--max-bytes``), in increasing
 precedence.
 
 This module is a leaf (like :mod:`spikejit.errors`): every layer may import it.
@@ -48,8 +48,8 @@ ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, EOFError, ValueError, TypeError, KeyError, RuntimeError, NotImplementedError,
     OverflowError, zipfile.BadZipFile, zlib.error, struct.error)
 
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*", re.IGNORECASE)
 _override: int | None = None
 
 
@@ -59,7 +59,7 @@ def parse_size(text: str, source: str = ENV_VAR) -> int:
     m = _SIZE.fullmatch(text)
     if m is None:
         raise OptionError(f"{source}: {text!r} is not a size (bytes, or a number with a "
-                          f"K, M, G or T suffix, e.g. 8G)")
+                          f"K, M, G, T or P suffix, e.g. 8G)")
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 

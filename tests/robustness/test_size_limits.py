@@ -38,7 +38,7 @@ def test_parse_size_refuses(text: str) -> None:
     with pytest.raises(OptionError) as info:
         parse_size(text)
     assert str(info.value) == (f"SPIKEJIT_MAX_BYTES: {text!r} is not a size (bytes, or a "
-                               f"number with a K, M, G or T suffix, e.g. 8G)")
+                               f"number with a K, M, G, T or P suffix, e.g. 8G)")
 
 
 def test_where_the_limit_comes_from(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,6 +110,6 @@ def test_the_cli_option_wins_and_is_checked(tmp_path: Path) -> None:
         result = runner.invoke(app, ["--max-bytes", "lots", "inspect", str(path)])
         assert result.exit_code == 2
         assert result.stderr == ("error: --max-bytes: 'lots' is not a size (bytes, or a "
-                                 "number with a K, M, G or T suffix, e.g. 8G)\n")
+                                 "number with a K, M, G, T or P suffix, e.g. 8G)\n")
     finally:
         set_max_bytes(None)  # the option sets the limit for the (test) process
