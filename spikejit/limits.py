@@ -31,7 +31,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from spikejit.errors import ModelFileError, OptionError, SizeLimitError
 
@@ -47,6 +47,8 @@ DEFAULT_MAX_BYTES = 8 * 2**30
 ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, EOFError, ValueError, TypeError, KeyError, RuntimeError, NotImplementedError,
     OverflowError, zipfile.BadZipFile, zlib.error, struct.error)
+#: What parsing a ``.npy`` header can raise besides (NumPy's literal parser: SyntaxError).
+_HEADER_ERRORS: tuple[type[BaseException], ...] = (*ARCHIVE_ERRORS, SyntaxError)
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*", re.IGNORECASE)
@@ -122,7 +124,7 @@ def check_bytes(size: int, what: str) -> None:
 
 # -- .npy / .npz headers -------------------------------------------------------------------
 
-def npy_header_bytes(f: BinaryIO) -> int:
+def npy_header_bytes(f: IO[bytes]) -> int:
     """Bytes the ``.npy`` header at the start of ``f`` declares (the data is not read).
 
     Raises:
@@ -142,7 +144,7 @@ def npy_header_bytes(f: BinaryIO) -> int:
             raise ValueError(f".npy format version {version} is not supported")
     except ValueError:
         raise
-    except (*ARCHIVE_ERRORS, SyntaxError) as e:
+    except _HEADER_ERRORS as e:
         raise ValueError(f"damaged .npy header ({e})") from None
     return nbytes(shape, dtype.itemsize)
 

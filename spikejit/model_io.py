@@ -77,8 +77,9 @@ def _read_model(path: str | os.PathLike[str], dt: float | None, reset: str | Non
     if kind == "nir":
         from spikejit.frontends.nir_import import from_nir
 
-        options = {k: v for k, v in (("reset", reset), ("cuba_current", cuba_current),
-                                     ("method", method)) if v is not None}
+        options: dict[str, Any] = {k: v for k, v in (("reset", reset),
+                                                      ("cuba_current", cuba_current),
+                                                      ("method", method)) if v is not None}
         return from_nir(path, dt=dt, **options)
     if kind == "saved":
         from spikejit.ir.serialize import load

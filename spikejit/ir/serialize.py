@@ -126,6 +126,7 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
                                  f"(an .npz archive)")
         with archive:
             # Every header is checked against the size limit before any array is read.
+            assert archive.zip is not None  # open until the end of the with block
             sizes = zip_member_bytes(archive.zip)
             if sum(sizes.values()) > max_bytes():
                 largest = max(sizes, key=sizes.__getitem__)
@@ -184,6 +185,10 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
     return graph, params
 
 
+#: What reading the header for a size-limit message may raise (it is a damaged file).
+_LABEL_ERRORS: tuple[type[BaseException], ...] = (*ARCHIVE_ERRORS, IndexError, AttributeError)
+
+
 def _member_label(archive: Any, member: str) -> str:
     """``parameter @name`` for a ``param_<i>.npy`` member when the header names it (and
     is small enough to read safely), else the member name; for size-limit messages."""
@@ -197,7 +202,7 @@ def _member_label(archive: Any, member: str) -> str:
             return label
         names = json.loads(archive[HEADER_KEY].tobytes().decode("utf-8"))["params"]
         return f"parameter @{names[int(index)]}"
-    except (*ARCHIVE_ERRORS, IndexError, AttributeError):
+    except _LABEL_ERRORS:
         return label
 
 
