@@ -88,6 +88,9 @@ def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
     label = str(path)
     if not path.is_file():
         raise ModelFileError(f"NIR file {label!r} does not exist or is not a file")
+    # The heap check below reads the whole file: a file beyond the limit (a sparse one
+    # can claim terabytes) is refused first.
+    check_bytes(path.stat().st_size, f"NIR file {label!r} (the file itself)")
     check_global_heaps(path)
     try:
         f = h5py.File(path, "r")

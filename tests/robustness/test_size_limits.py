@@ -113,3 +113,15 @@ def test_the_cli_option_wins_and_is_checked(tmp_path: Path) -> None:
                                  "number with a K, M, G, T or P suffix, e.g. 8G)\n")
     finally:
         set_max_bytes(None)  # the option sets the limit for the (test) process
+
+
+def test_a_nir_file_beyond_the_limit_is_not_even_scanned(tmp_path: Path) -> None:
+    import spikejit
+
+    path = tmp_path / "sparse.nir"
+    with path.open("wb") as f:  # a sparse file: 1 TiB claimed, nothing written
+        f.truncate(2**40)
+    with pytest.raises(SizeLimitError) as info:
+        spikejit.from_nir(path, dt=1e-3)
+    assert str(info.value).startswith(f"NIR file {str(path)!r} (the file itself) would take "
+                                      f"1.0 TiB")
