@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -177,3 +178,16 @@ def conv(x: Array, w: Array, stride: Ints, pads: Pads, dilation: Ints, groups: i
     else:
         raise ValueError(f"unknown conv_impl {impl!r}; have {', '.join(CONV_IMPLS)}")
     return jnp.transpose(y, to_first)
+
+
+def weight_grad_nchw(x: Array, g: Array, op: Any) -> Array:
+    """``dW[Cout, Cin/g, *K]`` of conv ``op`` from channels-first inputs ``x[..., Cin, *S]``
+    and output gradients ``g[..., Cout, *So]`` (all leading axes are samples: ``T, B``)."""
+    nsp = op.ndim
+    x = x.reshape(-1, *x.shape[-nsp - 1:])
+    g = g.reshape(-1, *g.shape[-nsp - 1:])
+    to_last = (0, *range(2, nsp + 2), 1)
+    kernel = tuple(op.weight.type.shape[2:])
+    dw = weight_grad(jnp.transpose(x, to_last), jnp.transpose(g, to_last), kernel, op.stride,
+                     op.pads(), op.dilation, op.groups)
+    return jnp.transpose(dw, (nsp + 1, nsp, *range(nsp)))  # [*K, I, O] -> [O, I, *K]

@@ -31,6 +31,7 @@ existed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from spikejit.ir.verify import param_owners
 from spikejit.limits import check_bytes, max_bytes, nbytes
 from spikejit.lowering.conv import CONV_IMPLS
 from spikejit.lowering.derived import eval_derived
+from spikejit.lowering.hoist import hoisted_convs, hoisted_scan
 from spikejit.lowering.rules import (
     NodeContext,
     Rule,
@@ -351,7 +353,7 @@ class Program:
         inputs, steps, batch = self.check_inputs(x)
         self.check_run_size(steps, batch)
         s0 = self.init_state(batch) if state is None else self.check_state(state, batch)
-        run = _Run(self, p, inputs, s0, frozenset(trace), steps)
+        run = _Run(self, p, inputs, s0, frozenset(trace), steps, batch)
         assert self.graph.schedule is not None
         for i, seg in enumerate(self.graph.schedule.segments):
             if seg.kind == "layerwise":
@@ -370,9 +372,9 @@ class _Run:
     """The mutable bookkeeping of one trace of :class:`Program` (not part of the API)."""
 
     def __init__(self, prog: Program, params: dict[str, Array], inputs: dict[str, Array],
-                 state: StateDict, trace: frozenset[str], steps: int) -> None:
+                 state: StateDict, trace: frozenset[str], steps: int, batch: int) -> None:
         self.prog, self.graph, self.inputs, self.state = prog, prog.graph, inputs, state
-        self.trace, self.steps = trace, steps
+        self.trace, self.steps, self.batch = trace, steps, batch
         self.ctx: dict[str, NodeContext] = {
             n.id: node_context(self.graph, n, params, prog._spike, prog.options.detach_reset,
                          prog.options.conv_impl)
@@ -487,13 +489,6 @@ class _Run:
                 if u.node not in inside:
                     ext[(m, i)] = len(xs)
                     xs.append(self.read_full(u.node, u.delay))
-        consts = {}
-        for m in members:
-            rule = prog.rules[m]
-            if rule.kind == "neuron":
-                with jax.named_scope(m):
-                    assert rule.prepare is not None
-                    consts[m] = rule.prepare(self.ctx[m])
         carry0 = {
             "s": {m: {v: self.state[m][v] for v in g.node(m).op.state_vars} for m in members
                   if g.node(m).op.state_vars},
@@ -503,8 +498,70 @@ class _Run:
         }
         traced_neurons = [m for m in members if m in self.trace and g.node(m).op.state_vars]
         checked = [m for m in members if m in prog.finite_order] if self.check else []
+        # Convs whose weight gradient is formed after the loop (spikejit.lowering.hoist);
+        # not with check_finite, whose boolean outputs a custom_vjp cannot carry.
+        hoisted = () if self.check else hoisted_convs(g, members, prog.options.conv_impl)
+        # The differentiable parameters, passed explicitly so a custom_vjp can wrap the scan.
+        ptree = {m: {k: v for k, v in self.ctx[m].p.items() if isinstance(v, jax.Array)}
+                 for m in members}
 
-        def body(carry: dict[str, Any], xt: list[Array]) -> tuple[dict[str, Any], Any]:
+        def run(ptree: dict[str, dict[str, Array]], xs: list[Array], carry0: dict[str, Any],
+                probes: Mapping[str, Array]) -> tuple[Any, dict[str, Array]]:
+            ctxs = {m: dataclasses.replace(self.ctx[m], p={**self.ctx[m].p, **ptree[m]})
+                    for m in members}
+            for m in probes:  # hoisted: no weight gradient inside the loop
+                c = ctxs[m]
+                ctxs[m] = dataclasses.replace(
+                    c, p={**c.p, "weight": lax.stop_gradient(c.p["weight"])},
+                    conv_impl="xla_nhwc")
+            consts = {}
+            for m in members:
+                rule = prog.rules[m]
+                if rule.kind == "neuron":
+                    with jax.named_scope(m):
+                        assert rule.prepare is not None
+                        consts[m] = rule.prepare(ctxs[m])
+            return self._scan(members, ctxs, consts, ext, exported, traced_neurons, checked,
+                              xs, carry0, probes)
+
+        if hoisted:
+            carry, outs, states, bad = hoisted_scan(g, hoisted, run, ptree, xs, carry0,
+                                                    self.steps, self.batch)
+        else:
+            carry, outs, states, bad = run(ptree, xs, carry0, {})[0]
+        self.bad_steps.update(bad)
+        for m in members:
+            self._keep(m, **carry["s"].get(m, {}))
+            if m in carry["buf"]:
+                self._keep(m, buffer=carry["buf"][m])
+            if m in outs:
+                self.full[m] = outs[m]
+        for m in members:
+            if m in rings:
+                self._keep(m, history=carry["ring"][m])
+            elif m in prog.history:
+                big_d = prog.history[m]
+                padded = self._padded(m)
+                self._keep(m, history=padded[padded.shape[0] - big_d:])
+            if m in self.trace:
+                self._record(m, self.full[m], states.get(m))
+
+    def _scan(self, members: tuple[str, ...], ctxs: dict[str, NodeContext],
+              consts: dict[str, Any], ext: dict[tuple[str, int], int], exported: set[str],
+              traced_neurons: list[str], checked: list[str], xs: list[Array],
+              carry0: dict[str, Any], probes: Mapping[str, Array]
+              ) -> tuple[Any, dict[str, Array]]:
+        """The scan of a stepwise segment: ``((carry, outs, states, bad), conv inputs)``.
+
+        ``probes[m]`` (hoisted convs only) is added to member ``m``'s conv output, whose
+        input of every step is then also returned.
+        """
+        g, prog = self.graph, self.prog
+
+        def body(carry: dict[str, Any], inp: tuple[list[Array], Mapping[str, Array]]
+                 ) -> tuple[dict[str, Any], Any]:
+            xt, pt = inp
+            conv_in: dict[str, Array] = {}
             cur: dict[str, Array] = {}
             st = dict(carry["s"])
             ring = carry["ring"]
@@ -525,7 +582,7 @@ class _Run:
 
             pending: dict[str, Array] = {}
             for m in members:
-                node, rule, ctx = g.node(m), prog.rules[m], self.ctx[m]
+                node, rule, ctx = g.node(m), prog.rules[m], ctxs[m]
                 with jax.named_scope(m):
                     if isinstance(node.op, Input):
                         cur[m] = xt[ext[(m, -1)]]
@@ -536,11 +593,19 @@ class _Run:
                             pending[m] = x
                         cur[m] = delay_step(node, carry["buf"].get(m), x)
                     elif rule.kind == "map":
-                        cur[m] = rule.apply(ctx, operand(node))
+                        x = operand(node)
+                        cur[m] = rule.apply(ctx, x)
+                        if m in pt:
+                            conv_in[m] = lax.stop_gradient(x)
+                            cur[m] = cur[m] + pt[m]
                     else:
                         x = operand(node)
                         if rule.pre is not None:  # a fused layer's synapse
+                            x_in = x
                             x = rule.pre(ctx, x)
+                            if m in pt:
+                                conv_in[m] = lax.stop_gradient(x_in)
+                                x = x + pt[m]
                         cur[m], st[m] = rule.apply(ctx, consts[m], st[m], x)
             new_buf = {}
             for m, buf in carry["buf"].items():
@@ -549,30 +614,13 @@ class _Run:
                     new_buf[m] = delay_push(buf, x)
             new_ring = {m: delay_push(r, cur[m]) for m, r in ring.items()}
             bad = {m: _bad(cur[m], st.get(m, {})) for m in checked}
-            ys = ({m: cur[m] for m in exported}, {m: st[m] for m in traced_neurons}, bad)
+            ys = ({m: cur[m] for m in exported}, {m: st[m] for m in traced_neurons}, bad,
+                  conv_in)
             return {"s": st, "buf": new_buf, "ring": new_ring}, ys
 
-        carry: dict[str, Any]
-        outs: dict[str, Array]
-        states: dict[str, dict[str, Array]]
-        carry, (outs, states, bad) = lax.scan(body, carry0, xs, length=self.steps,
-                                                unroll=prog.options.unroll)
-        self.bad_steps.update(bad)
-        for m in members:
-            self._keep(m, **carry["s"].get(m, {}))
-            if m in carry["buf"]:
-                self._keep(m, buffer=carry["buf"][m])
-            if m in outs:
-                self.full[m] = outs[m]
-        for m in members:
-            if m in rings:
-                self._keep(m, history=carry["ring"][m])
-            elif m in prog.history:
-                big_d = prog.history[m]
-                padded = self._padded(m)
-                self._keep(m, history=padded[padded.shape[0] - big_d:])
-            if m in self.trace:
-                self._record(m, self.full[m], states.get(m))
+        carry, (outs, states, bad, conv_in) = lax.scan(
+            body, carry0, (xs, dict(probes)), length=self.steps, unroll=prog.options.unroll)
+        return (carry, outs, states, bad), conv_in
 
     # -- end -------------------------------------------------------------------------------
     def finite_report(self) -> Array:
