@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impls", nargs="+", choices=IMPLS, help="run only these implementations")
     ap.add_argument("--mem-limit-gb", type=float, default=12.0,
                     help="address-space limit of each long-sequence child process")
+    ap.add_argument("--child-timeout", type=float, default=1800.0,
+                    help="wall-time limit in seconds of each long-sequence child process")
     # Internal: one long-sequence measurement in a child process (prints one JSON line).
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="full", help=argparse.SUPPRESS)
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
     path = run_suite(args.quick, args.out, mode=mode, only=args.only, impls=args.impls,
-                     mem_limit_gb=args.mem_limit_gb, log=lambda s: print(s, flush=True))
+                     mem_limit_gb=args.mem_limit_gb,
+                     child_timeout_s=args.child_timeout, log=lambda s: print(s, flush=True))
     print(f"wrote {path}, {path.with_suffix('.md')}")
     return 0
 

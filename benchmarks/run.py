@@ -50,7 +50,7 @@ def _load() -> str:
 
 def run_suite(quick: bool, out_dir: Path, *, mode: suite.Mode | None = None,
               only: Sequence[str] | None = None, impls: Sequence[str] | None = None,
-              mem_limit_gb: float = 12.0,
+              mem_limit_gb: float = 12.0, child_timeout_s: float = 1800.0,
               log: Callable[[str], None] = print) -> Path:
     """Run the benchmark suite and write ``bench-<mode>.json``, ``.md`` and ``.png``.
 
@@ -63,6 +63,7 @@ def run_suite(quick: bool, out_dir: Path, *, mode: suite.Mode | None = None,
         only: Workload names to run (default: all four).
         impls: Implementations to run (default: all; see ``suite.IMPLS``).
         mem_limit_gb: Address-space limit of each long-sequence child process.
+        child_timeout_s: Wall-time limit of each long-sequence child process.
         log: Progress sink (one line per measurement).
 
     Returns:
@@ -97,7 +98,8 @@ def run_suite(quick: bool, out_dir: Path, *, mode: suite.Mode | None = None,
     for w in works:
         if w.name == "long":
             for impl in chosen:
-                result["records"].append(suite.run_isolated(w, impl, mode, mem_limit_gb, log))
+                result["records"].append(suite.run_isolated(w, impl, mode, mem_limit_gb, log,
+                                                              child_timeout_s))
         else:
             result["records"] += suite.run_workload(w, chosen, suite.BUDGETS[mode], log)
         again = matmul_roofline(*roof_args)

@@ -250,8 +250,9 @@ def run_workload(w: wl.Workload, impls: Sequence[str], budget: Budget,
 
 
 def run_isolated(w: wl.Workload, impl: str, mode: Mode, mem_limit_gb: float,
-                 log: Callable[[str], None]) -> dict[str, Any]:
-    """One implementation of ``w`` in a child process limited to ``mem_limit_gb``."""
+                 log: Callable[[str], None], timeout_s: float = 1800.0) -> dict[str, Any]:
+    """One implementation of ``w`` in a child process limited to ``mem_limit_gb`` of
+    address space and ``timeout_s`` seconds of wall time (both reported when hit)."""
     reason = skip_reason(impl, w)
     if reason is not None:
         rec = {"workload": w.name, "impl": impl, "status": "skipped", "reason": reason}
@@ -263,8 +264,16 @@ def run_isolated(w: wl.Workload, impl: str, mode: Mode, mem_limit_gb: float,
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
-                          check=False)
+    try:
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
+                              check=False, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        rec = {"workload": w.name, "impl": impl, "status": "failed",
+               "reason": f"timed out: not finished after {timeout_s:.0f} s (warm-up + "
+                         f"{LONG_BUDGETS[mode].repeats} timed training steps)",
+               "child_wall_s": time.perf_counter() - t0, "mem_limit_gb": mem_limit_gb}
+        log(summary_line(rec))
+        return rec
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode == 0 and lines:
         rec = json.loads(lines[-1])
