@@ -57,8 +57,10 @@ def _conv_args(case: str) -> tuple[tuple[int, ...], tuple, int, tuple, tuple]:
     return shape, op.weight.type.shape, op.groups, op.stride, (op.pads(), op.dilation)
 
 
-@pytest.mark.parametrize("chunk_bytes", [64, 1 << 30])  # many chunks (N padded) / one chunk
-@pytest.mark.parametrize("impl", IMPLS)
+# custom_vjp with many weight-gradient chunks (N padded to a multiple) and with one chunk;
+# "auto" is custom_vjp (tested through the compiler below); chunks do not affect the others.
+@pytest.mark.parametrize(("impl", "chunk_bytes"), [("xla", 1 << 30), ("xla_nhwc", 1 << 30),
+                                                   ("custom_vjp", 64), ("custom_vjp", 1 << 30)])
 @pytest.mark.parametrize("case", sorted(CONVS))
 def test_gradients_match_plain_lax_conv(case: str, impl: str, chunk_bytes: int,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +136,57 @@ def test_default_passes_keep_the_spikes() -> None:
 def test_unknown_conv_impl_is_an_option_error() -> None:
     with pytest.raises(OptionError, match="conv_impl"):
         spikejit.compile(_cnn(), conv_impl="im2col")
+
+
+def _recurrent_cnn() -> Any:
+    """A conv layer whose LIF also receives its own spikes through a second conv one step
+    later: a cycle, so the schedule must be stepwise with both convs inside the scan."""
+    from spikejit.ir import Graph, GraphAttrs, Node, TensorType, Use, infer_types
+
+    nodes = (
+        Node("x", O.Input(type=TensorType((2, 6, 6)))),
+        Node("c1", O.Conv2d(weight=ref("c1.weight", (3, 2, 3, 3)), bias=ref("c1.bias", (3,)),
+                            padding=1), (Use("x"),)),
+        Node("l1", O.LIF(tau=ref("l1.tau", ()), v_threshold=ref("l1.v_threshold", ())),
+             (Use("c1"), Use("rec", 1))),
+        Node("rec", O.Conv2d(weight=ref("rec.weight", (3, 3, 3, 3)), padding="same",
+                             dilation=2), (Use("l1"),)),
+        Node("y", O.Output(), (Use("l1"),)),
+    )
+    return infer_types(Graph(nodes, attrs=GraphAttrs(dt=1e-3)))
+
+
+@pytest.mark.parametrize("passes", ["O0", None])
+def test_recurrent_conv_hoisted_gradient_equals_plain_autodiff(passes: str | None) -> None:
+    from spikejit.lowering.hoist import conv_op, hoisted_convs
+
+    g = _recurrent_cnn()
+    params = {k: jnp.asarray(v) for k, v in params_for(g, seed=41).items()}
+    for k in ("c1.weight", "rec.weight"):
+        params[k] = params[k] * 4.0
+    x = jnp.asarray(spike_input((7, 2, 2, 6, 6), seed=42, p=0.5))
+    opts = {} if passes is None else {"passes": passes}
+    want_y = spikejit.interpret(g, {k: np.asarray(v) for k, v in params.items()},
+                                np.asarray(x), dtype=np.float32)
+    grads = {}
+    for impl in ("xla", "custom_vjp"):
+        model = spikejit.compile((g, params), conv_impl=impl, **opts)
+        sched = model.graph.schedule
+        stepwise = [s for s in sched.segments if s.kind == "stepwise"]
+        assert stepwise  # the cycle forces a scan
+        members = stepwise[0].nodes
+        convs = [m for m in members if conv_op(model.graph.node(m)) is not None]
+        assert "rec" in convs  # the recurrent conv is inside the scan
+        # Fused with its LIF or not, every conv in the scan is hoisted (custom_vjp only).
+        assert hoisted_convs(model.graph, members, impl) == (
+            () if impl == "xla" else tuple(convs))
+        y = model.apply(params, x)
+        assert 0 < float(jnp.mean(y)) < 1
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(
+            want_y["y"] if isinstance(want_y, dict) else want_y))
+        grads[impl] = jax.jit(jax.grad(lambda p, m=model: jnp.sum(m.apply(p, x))))(params)
+    for k, want in grads["xla"].items():
+        scale = float(jnp.max(jnp.abs(want)))
+        np.testing.assert_allclose(grads["custom_vjp"][k], want, rtol=1e-4,
+                                   atol=1e-4 * scale + 1e-7, err_msg=k)
+    assert float(jnp.max(jnp.abs(grads["xla"]["rec.weight"]))) > 0
