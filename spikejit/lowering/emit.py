@@ -513,7 +513,7 @@ class _Run:
                 c = ctxs[m]
                 ctxs[m] = dataclasses.replace(
                     c, p={**c.p, "weight": lax.stop_gradient(c.p["weight"])},
-                    conv_impl="xla_nhwc")
+                    conv_impl="input_vjp")
             consts = {}
             for m in members:
                 rule = prog.rules[m]
