@@ -166,10 +166,20 @@ def bench(
     batch: Annotated[int, typer.Option("--batch", min=1)] = 32,
     repeats: Annotated[int, typer.Option("--repeats", min=1)] = 5,
     schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.auto,
+    suite: Annotated[bool, typer.Option("--suite", help="Run the benchmark suite against the "
+                                        "peers (from a source checkout).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="With --suite: smaller CNN batch "
+                                        "and long sequence.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="With --suite: where the JSON, "
+                                          "markdown and plot go.")] = Path("bench-results"),
 ) -> None:
-    """Time compilation, forward and forward+backward (median of repeats)."""
-    from spikejit.cli.commands import bench_command
+    """Time compilation, forward and forward+backward (median of repeats); --suite runs the
+    comparison against snnTorch, Norse, Spyx and hand-written JAX."""
+    from spikejit.cli.commands import bench_command, bench_suite_command
 
+    if suite:
+        _guard(bench_suite_command, quick=quick, out_dir=out_dir, console=out)
+        return
     _guard(bench_command, model=model, dt=dt, steps=steps, batch=batch, repeats=repeats,
            schedule=schedule.value, console=out)
 

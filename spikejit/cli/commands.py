@@ -282,6 +282,28 @@ def bench_command(*, model: Path | None, dt: float | None, steps: int, batch: in
         console.print(f"peak resident memory of this process: {peak:,.0f} MB")
 
 
+def bench_suite_command(*, quick: bool, out_dir: Path, console: Console) -> None:
+    """``spikejit bench --suite``: the peer comparison of ``benchmarks/`` (issue 9).
+
+    The suite lives at the root of a source checkout, not in the installed package, so it
+    is looked up from the current directory.
+    """
+    import importlib
+    import sys
+
+    root = Path.cwd()
+    if not (root / "benchmarks" / "__init__.py").is_file():
+        raise OptionError("--suite runs the benchmark suite of a source checkout: run it from "
+                          "the repository root (the folder holding benchmarks/)")
+    sys.path.insert(0, str(root))
+    try:
+        benchmarks = importlib.import_module("benchmarks")
+    finally:
+        sys.path.remove(str(root))
+    result = benchmarks.run_suite(quick, out_dir)
+    console.print(f"wrote {result} (and the markdown table beside it)")
+
+
 def _peak_memory_mb() -> float | None:
     try:
         import resource

@@ -190,3 +190,11 @@ def test_bundled_example_via_console_script() -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "outputs" in result.stdout
+
+
+def test_bench_suite_needs_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("bench", "--suite")
+    assert code == 2
+    assert err.strip() == ("error: --suite runs the benchmark suite of a source checkout: run it "
+                           "from the repository root (the folder holding benchmarks/)")
