@@ -9,7 +9,8 @@ AVX2 machine (``benchmarks/conv_variants.py``, ``docs/performance.md`` "Convolut
 * ``"xla_nhwc"``: the same in channels-last layout (transposes around it): XLA:CPU's conv
   kernels are channels-last, so this avoids its internal relayouts.
 * ``"custom_vjp"``: the channels-last forward with a hand-written VJP. The input gradient
-  is XLA's own transposed convolution (a plain conv: as fast as the forward). The weight
+  is an explicit conv of the output gradient with the flipped kernel (:func:`input_grad`:
+  XLA's transpose-rule conv is 60x slower inside a scan). The weight
   gradient, which XLA:CPU forms as one huge-kernel convolution that runs on one core and
   degrades badly for small batches (30x inside a scan), is instead a sum of well-shaped
   matrix products: for each kernel row, the ``KW`` shifted input windows are laid side by
