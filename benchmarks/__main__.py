@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="smaller CNN batch and long sequence (routine runs)")
     size.add_argument("--smoke", action="store_true",
                       help="tiny sizes, one run each: proves the code runs, times mean nothing")
-    ap.add_argument("--out", type=Path, default=Path("bench-results"),
-                    help="output directory (default: bench-results)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                    help="output directory (default: benchmarks/results, git-ignored)")
     ap.add_argument("--only", nargs="+", choices=["mlp", "cnn", "recurrent", "long"],
                     help="run only these workloads")
     ap.add_argument("--impls", nargs="+", choices=IMPLS, help="run only these implementations")
