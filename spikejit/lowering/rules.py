@@ -32,7 +32,6 @@ import numpy as np
 from jax import lax
 
 from spikejit.errors import LoweringError
-from spikejit.lowering import conv as conv_lowering
 from spikejit.ir.graph import Graph, Node
 from spikejit.ir.ops import (
     IF,
@@ -56,6 +55,7 @@ from spikejit.ir.ops import (
     SumPool2d,
     Threshold,
 )
+from spikejit.lowering import conv as conv_lowering
 
 Array = jax.Array
 State = Mapping[str, Array]

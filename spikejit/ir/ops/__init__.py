@@ -65,6 +65,7 @@ def register_op(cls: type[Op]) -> type[Op]:
 
 
 __all__ = [
+    "FUSED_OPS",
     "IF",
     "LI",
     "LIF",
@@ -79,7 +80,6 @@ __all__ = [
     "CubaLI",
     "CubaLIF",
     "Delay",
-    "FUSED_OPS",
     "Flatten",
     "FusedLayer",
     "HodgkinHuxley",
