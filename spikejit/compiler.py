@@ -16,6 +16,7 @@ same jitted function and JAX does not retrace it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import sys
@@ -38,6 +39,7 @@ from spikejit.ir.graph import Graph
 from spikejit.ir.printer import print_graph
 from spikejit.ir.schedule import Schedule
 from spikejit.lowering.emit import LoweringOptions, Program, StateDict
+from spikejit.lowering.remat import chunked_call
 from spikejit.lowering.surrogates import DEFAULT_SURROGATE, resolve_surrogate
 from spikejit.passes import ALL_PASSES, PassStep, Pipeline
 from spikejit.passes.schedule import MODES, ORDERS
@@ -50,7 +52,7 @@ DEFAULT_PASSES = "O1"
 #: Options accepted in ``**options`` with their defaults.
 EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad": "jvp",
                                  "unroll": 1, "input_shape": None, "check_finite": False,
-                                 "conv_impl": "auto"}
+                                 "conv_impl": "auto", "remat": None}
 
 _CACHE_SIZE = 64
 _PROGRAMS: OrderedDict[tuple[Graph, LoweringOptions], Program] = OrderedDict()
@@ -66,10 +68,15 @@ class CompiledModel:
             with the same options).
     """
 
-    def __init__(self, graph: Graph, params: Mapping[str, Any], program: Program) -> None:
+    def __init__(self, graph: Graph, params: Mapping[str, Any], program: Program, *,
+                 remat: int | None = None) -> None:
         self.graph = graph
         self.program = program
         self.params: dict[str, jax.Array] = program.check_params(params)
+        #: Steps per checkpointed chunk (``compile(..., remat=C)``), or ``None``.
+        self.remat = remat
+        self._chunked = None if remat is None else jax.jit(
+            functools.partial(chunked_call, program, size=remat), static_argnames="trace")
 
     # -- information ----------------------------------------------------------------------
     @property
@@ -132,7 +139,11 @@ class CompiledModel:
         """
         ids = self._trace_ids(trace)
         _check_leaves(params=params, inputs=x, state=state)
-        outputs, new_state, traces, report = self.program.jitted(params, x, state, ids)
+        if self._chunked is not None:
+            report = None
+            outputs, new_state, traces = self._chunked(params, x, state, trace=ids)
+        else:
+            outputs, new_state, traces, report = self.program.jitted(params, x, state, ids)
         if report is not None:
             self._check_finite(report)
         y = outputs[self.graph.outputs[0]] if len(outputs) == 1 else outputs
@@ -150,7 +161,7 @@ class CompiledModel:
 
     def with_params(self, params: Mapping[str, Any]) -> CompiledModel:
         """The same compiled function with other parameter values (e.g. after training)."""
-        return CompiledModel(self.graph, params, self.program)
+        return CompiledModel(self.graph, params, self.program, remat=self.remat)
 
     def make_jaxpr(self, x: Any, state: StateDict | None = None) -> Any:
         """The jaxpr of one forward call (for inspection: every node's ops carry its id)."""
@@ -228,7 +239,9 @@ def compile(
         method: ``"euler"`` or ``"exp"`` (overrides the graph attribute).
         **options: ``order`` (``"dfs"``/``"jacobi"``), ``detach_reset`` (bool, default
             True), ``spike_ad`` (``"jvp"``/``"vjp"``), ``unroll`` (int, scan unrolling),
-            ``input_shape`` (NIR sources only: passed to ``from_nir``), ``check_finite``
+            ``input_shape`` (NIR sources only: passed to ``from_nir``), ``remat`` (int:
+            steps per gradient-checkpointed chunk of the time axis, for long sequences;
+            see :mod:`spikejit.lowering.remat`), ``check_finite``
             (bool, default False: every call also finds the first node and time step
             that produced NaN or Inf and raises ``NonFiniteError``; nothing is traced
             for it when off), ``conv_impl`` (``"auto"``, ``"xla"``, ``"xla_nhwc"``,
@@ -255,6 +268,14 @@ def compile(
     if opts["order"] not in ORDERS:
         raise OptionError(f"compile: order must be one of {', '.join(ORDERS)}, "
                           f"got {opts['order']!r}")
+    remat = opts["remat"]
+    if remat is not None:
+        if isinstance(remat, bool) or not isinstance(remat, int) or remat < 1:
+            raise OptionError(f"compile: remat must be a number of steps per checkpointed "
+                              f"chunk (an integer >= 1) or None, got {remat!r}")
+        if opts["check_finite"]:
+            raise OptionError("compile: check_finite and remat cannot be combined yet; "
+                              "find the non-finite step without remat first")
     lowering = LoweringOptions(resolve_surrogate(surrogate, surrogate_params),
                                spike_ad=opts["spike_ad"], detach_reset=opts["detach_reset"],
                                unroll=opts["unroll"], check_finite=opts["check_finite"],
@@ -265,7 +286,7 @@ def compile(
     graph, params = load_source(source, overrides)
     pipeline = _pipeline(passes, schedule, opts["order"])
     graph = pipeline(graph)
-    return CompiledModel(graph, params, _program(graph, lowering))
+    return CompiledModel(graph, params, _program(graph, lowering), remat=remat)
 
 
 def load_source(source: Any, overrides: Mapping[str, Any]) -> tuple[Graph, dict[str, Any]]:
