@@ -46,8 +46,8 @@ import numpy as np
 from spikejit.errors import IRError, OptionError
 from spikejit.ir.interp_rules import INTERPRETER_RULES, Operand, Result, State, StepContext
 from spikejit.ir.ops import OPS, Op, register_op
-from spikejit.ir.ops.base import param
-from spikejit.ir.types import ParamRef, TensorType
+from spikejit.ir.ops.base import SelectableOutputNeuron, param
+from spikejit.ir.types import ParamRef
 
 #: ``xp, state, params -> array`` (a spike condition) or ``-> dict`` (a reset).
 StateFn = Callable[[Any, Mapping[str, Any], Mapping[str, Any]], Any]
@@ -84,26 +84,13 @@ class NeuronSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class UserNeuron(Op):
+class UserNeuron(SelectableOutputNeuron):
     """Base of the classes :func:`define_neuron` makes (not an op itself)."""
 
-    category: ClassVar[str] = "neuron"
-    spiking: ClassVar[bool] = True
-    uses_dt: ClassVar[bool] = True
     spec: ClassVar[NeuronSpec]
 
-    def validate(self) -> None:
-        output = getattr(self, "output", None)
-        allowed = ("spikes", *self.state_vars)
-        if output not in allowed:
-            self._fail(f"attribute 'output' must be one of {', '.join(map(repr, allowed))}, "
-                       f"got {output!r}")
-
-    def infer_type(self, in_type: TensorType | None) -> TensorType:
-        x = self._require_input(in_type)
-        for name in self.param_fields():
-            self._check_broadcast(name, x.shape)
-        return TensorType(x.shape, x.dtype, getattr(self, "output", None) == "spikes")
+    def output_modes(self) -> tuple[str, ...]:
+        return ("spikes", *self.state_vars)
 
     def defaults(self) -> dict[str, float]:
         """The value of every parameter field that is omitted."""

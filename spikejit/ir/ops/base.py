@@ -117,6 +117,33 @@ class Op:
         return in_type
 
 
+@dataclass(frozen=True, kw_only=True)
+class SelectableOutputNeuron(Op):
+    """Base of neuron families whose ``output`` attribute picks what the node emits:
+    ``"spikes"`` or one of :meth:`output_modes` (biophysical and user-defined neurons)."""
+
+    category: ClassVar[str] = "neuron"
+    spiking: ClassVar[bool] = True
+    uses_dt: ClassVar[bool] = True
+
+    def output_modes(self) -> tuple[str, ...]:
+        """The accepted values of the ``output`` attribute."""
+        raise NotImplementedError(type(self).__name__)
+
+    def validate(self) -> None:
+        output = getattr(self, "output", None)
+        allowed = self.output_modes()
+        if output not in allowed:
+            self._fail(f"attribute 'output' must be one of {', '.join(map(repr, allowed))}, "
+                       f"got {output!r}")
+
+    def infer_type(self, in_type: TensorType | None) -> TensorType:
+        x = self._require_input(in_type)
+        for name in self.param_fields():
+            self._check_broadcast(name, x.shape)
+        return TensorType(x.shape, x.dtype, getattr(self, "output", None) == "spikes")
+
+
 def _is_param_field(f: dataclasses.Field[Any]) -> bool:
     return bool(f.metadata.get("param"))
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, final
 
-from spikejit.ir.ops.base import Op, param
-from spikejit.ir.types import ParamRef, TensorType
+from spikejit.ir.ops.base import Op, SelectableOutputNeuron, param
+from spikejit.ir.types import ParamRef
 
 #: Values of the ``output`` attribute: emit 0/1 spikes or the membrane potential in mV.
 OUTPUT_MODES: tuple[str, ...] = ("spikes", "v")
@@ -83,27 +83,15 @@ DEFAULT_DT: dict[str, float] = {"bio.hh": 1e-5, "bio.adex": 1e-4, "bio.izhikevic
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Biophysical(Op):
-    category: ClassVar[str] = "neuron"
-    spiking: ClassVar[bool] = True
-    uses_dt: ClassVar[bool] = True
+class _Biophysical(SelectableOutputNeuron):
     #: Recommended ``dt`` in seconds.
     default_dt: ClassVar[float] = 1e-4
 
     # NOTE: every subclass declares ``output: str = "spikes"`` as its last field, so that
     # it prints after the parameters.
 
-    def validate(self) -> None:
-        output = getattr(self, "output", None)
-        if output not in OUTPUT_MODES:
-            self._fail(f"attribute 'output' must be one of "
-                       f"{', '.join(map(repr, OUTPUT_MODES))}, got {output!r}")
-
-    def infer_type(self, in_type: TensorType | None) -> TensorType:
-        x = self._require_input(in_type)
-        for name in self.param_fields():
-            self._check_broadcast(name, x.shape)
-        return TensorType(x.shape, x.dtype, getattr(self, "output", None) == "spikes")
+    def output_modes(self) -> tuple[str, ...]:
+        return OUTPUT_MODES
 
     def defaults(self) -> dict[str, float]:
         """The value of every parameter field that is omitted."""
