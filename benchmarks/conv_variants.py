@@ -6,7 +6,8 @@ workloads``), then timed in interleaved rounds (each round runs every implementa
 forward then training step), so a change in the machine's load hits all alike; the table
 shows medians in milliseconds and the median per-round ratio to ``norse-compile``.
 
-Implementations: ``spikejit:<conv_impl>`` for each value of ``compile(..., conv_impl=...)``,
+Implementations: ``spikejit:<conv_impl>[:<time_block>]`` for each value of ``compile(...,
+conv_impl=...)`` (and optionally of ``time_block=``: ``auto``, ``off`` or steps per block),
 ``spikejit-stepwise:<conv_impl>`` (``schedule="stepwise"``: one scan of the whole
 network), the hand-written JAX baseline ``jax`` and the torch peers. XLA flags cannot be
 changed inside a process once JAX has started: run this module under different
@@ -27,8 +28,9 @@ from benchmarks import peers_jax, spikejit_runner
 from benchmarks import workloads as wl
 from benchmarks.harness import Prepared
 
-DEFAULT_IMPLS = ("norse-compile", "jax", "spikejit:xla", "spikejit:xla_nhwc",
-                 "spikejit:custom_vjp", "spikejit-stepwise:custom_vjp")
+DEFAULT_IMPLS = ("norse-compile", "snntorch", "jax", "spikejit:auto", "spikejit:xla:off",
+                 "spikejit:custom_vjp:off", "spikejit:custom_vjp:1", "spikejit:custom_vjp:2",
+                 "spikejit-stepwise:custom_vjp")
 
 
 def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarray) -> Prepared:
@@ -36,8 +38,11 @@ def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarra
     if impl == "jax":
         return peers_jax.build(w, params, x)
     if impl.startswith("spikejit"):
-        kind, _, conv_impl = impl.partition(":")
+        kind, _, rest = impl.partition(":")
+        conv_impl, _, block = rest.partition(":")
         opts: dict[str, Any] = {"conv_impl": conv_impl or "auto"}
+        if block:
+            opts["time_block"] = int(block) if block.isdigit() else block
         if kind == "spikejit-stepwise":
             opts["schedule"] = "stepwise"
         return spikejit_runner.build(w, params, x, **opts)

@@ -52,7 +52,8 @@ DEFAULT_PASSES = "O1"
 #: Options accepted in ``**options`` with their defaults.
 EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad": "jvp",
                                  "unroll": 1, "input_shape": None, "check_finite": False,
-                                 "conv_impl": "auto", "remat": None}
+                                 "conv_impl": "auto", "remat": None,
+                                 "time_block": "auto"}
 
 _CACHE_SIZE = 64
 _PROGRAMS: OrderedDict[tuple[Graph, LoweringOptions], Program] = OrderedDict()
@@ -246,7 +247,10 @@ def compile(
             that produced NaN or Inf and raises ``NonFiniteError``; nothing is traced
             for it when off), ``conv_impl`` (``"auto"``, ``"xla"``, ``"xla_nhwc"``,
             ``"custom_vjp"``: how convolutions and their gradients are lowered, see
-            :mod:`spikejit.lowering.conv`; the values are the same for all).
+            :mod:`spikejit.lowering.conv`; the values are the same for all), ``time_block``
+            (``"auto"``, ``"off"`` or steps per block: run convolutional programs over
+            blocks of time steps to keep activations in cache, see
+            :mod:`spikejit.lowering.time_block`; same values).
 
     Returns:
         The :class:`CompiledModel`.
@@ -279,7 +283,7 @@ def compile(
     lowering = LoweringOptions(resolve_surrogate(surrogate, surrogate_params),
                                spike_ad=opts["spike_ad"], detach_reset=opts["detach_reset"],
                                unroll=opts["unroll"], check_finite=opts["check_finite"],
-                               conv_impl=opts["conv_impl"])
+                               conv_impl=opts["conv_impl"], time_block=opts["time_block"])
     overrides = {k: v for k, v in (("dt", dt), ("reset", reset), ("cuba_current", cuba_current),
                                    ("method", method), ("input_shape", opts["input_shape"]))
                  if v is not None}

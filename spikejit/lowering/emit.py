@@ -60,6 +60,7 @@ from spikejit.lowering.rules import (
 )
 from spikejit.lowering.spike import SPIKE_FUNCTIONS
 from spikejit.lowering.surrogates import BoundSurrogate
+from spikejit.lowering.time_block import block_steps, check_time_block
 
 Array = jax.Array
 StateDict = dict[str, dict[str, Array]]
@@ -82,6 +83,8 @@ class LoweringOptions:
             docstring); costs a reduction per node and step when on, nothing when off.
         conv_impl: How convolutions are lowered (:data:`spikejit.lowering.conv.CONV_IMPLS`;
             ``"auto"`` picks per shape). Every variant gives the same values.
+        time_block: Run the program over blocks of time steps (``"auto"``, ``"off"`` or
+            steps per block; :mod:`spikejit.lowering.time_block`). Same values.
     """
 
     surrogate: BoundSurrogate
@@ -90,6 +93,7 @@ class LoweringOptions:
     unroll: int = 1
     check_finite: bool = False
     conv_impl: str = "auto"
+    time_block: str | int = "auto"
 
     def __post_init__(self) -> None:
         if self.spike_ad not in SPIKE_FUNCTIONS:
@@ -104,6 +108,7 @@ class LoweringOptions:
         if self.conv_impl not in CONV_IMPLS:
             raise OptionError(f"conv_impl must be one of {', '.join(map(repr, CONV_IMPLS))}, "
                               f"got {self.conv_impl!r}")
+        check_time_block(self.time_block)
 
 
 def _dtype(node: Node) -> Any:
@@ -353,6 +358,33 @@ class Program:
         inputs, steps, batch = self.check_inputs(x)
         self.check_run_size(steps, batch)
         s0 = self.init_state(batch) if state is None else self.check_state(state, batch)
+        block = (None if self.options.check_finite  # its report counts steps per call
+                 else block_steps(self.graph, self.options.time_block, steps, batch))
+        if block is not None:
+            return (*self._blocked(p, inputs, s0, trace, block), None)
+        return self._run(p, inputs, s0, trace, steps, batch)
+
+    def _blocked(self, p: dict[str, Array], inputs: dict[str, Array], s0: StateDict,
+                 trace: tuple[str, ...], block: int
+                 ) -> tuple[dict[str, Array], StateDict, dict]:
+        """:meth:`_run` over consecutive blocks of ``block`` steps, one ``lax.scan`` over
+        the blocks carrying the state (:mod:`spikejit.lowering.time_block`)."""
+        def one_block(s: StateDict, xb: dict[str, Array]) -> tuple[StateDict, Any]:
+            steps, batch = next(iter(xb.values())).shape[:2]
+            outputs, s_next, traces, _ = self._run(p, xb, s, trace, steps, batch)
+            return s_next, (outputs, traces)
+
+        blocks = jax.tree_util.tree_map(
+            lambda a: a.reshape(a.shape[0] // block, block, *a.shape[1:]), inputs)
+        s_end, (outputs, traces) = lax.scan(one_block, s0, blocks)
+        outputs, traces = jax.tree_util.tree_map(
+            lambda a: a.reshape(-1, *a.shape[2:]), (outputs, traces))
+        return outputs, s_end, traces
+
+    def _run(self, p: dict[str, Array], inputs: dict[str, Array], s0: StateDict,
+             trace: tuple[str, ...], steps: int, batch: int
+             ) -> tuple[dict[str, Array], StateDict, dict, Array | None]:
+        """One pass of the schedule over all of ``inputs``' time steps."""
         run = _Run(self, p, inputs, s0, frozenset(trace), steps, batch)
         assert self.graph.schedule is not None
         for i, seg in enumerate(self.graph.schedule.segments):
