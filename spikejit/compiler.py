@@ -40,6 +40,7 @@ from spikejit.ir.printer import print_graph
 from spikejit.ir.schedule import Schedule
 from spikejit.lowering.emit import LoweringOptions, Program, StateDict
 from spikejit.lowering.remat import chunked_call
+from spikejit.lowering.sharding import DataParallel
 from spikejit.lowering.surrogates import DEFAULT_SURROGATE, resolve_surrogate
 from spikejit.passes import ALL_PASSES, PassStep, Pipeline
 from spikejit.passes.schedule import MODES, ORDERS
@@ -52,7 +53,8 @@ DEFAULT_PASSES = "O1"
 #: Options accepted in ``**options`` with their defaults.
 EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad": "jvp",
                                  "unroll": 1, "input_shape": None, "check_finite": False,
-                                 "conv_impl": "auto", "remat": None,
+                                 "conv_impl": "auto", "remat": None, "mesh": None,
+                                 "mesh_axis": None,
                                  "time_block": "auto"}
 
 _CACHE_SIZE = 64
@@ -70,12 +72,16 @@ class CompiledModel:
     """
 
     def __init__(self, graph: Graph, params: Mapping[str, Any], program: Program, *,
-                 remat: int | None = None) -> None:
+                 remat: int | None = None, data_parallel: DataParallel | None = None) -> None:
         self.graph = graph
         self.program = program
         self.params: dict[str, jax.Array] = program.check_params(params)
         #: Steps per checkpointed chunk (``compile(..., remat=C)``), or ``None``.
         self.remat = remat
+        #: The batch split over a device mesh (``compile(..., mesh=...)``), or ``None``.
+        self.data_parallel = data_parallel
+        if data_parallel is not None:
+            self.params = data_parallel.put_params(self.params)
         self._chunked = None if remat is None else jax.jit(
             functools.partial(chunked_call, program, size=remat), static_argnames="trace")
 
@@ -106,8 +112,11 @@ class CompiledModel:
         Format: ``{node_id: {var: [B, *shape]}}`` for neuron state variables,
         ``{"buffer": [K, B, *shape]}`` for ``snn.delay`` nodes and
         ``{"history": [D, B, *shape]}`` for nodes read through delayed uses (oldest first).
+        With ``mesh=``, split over the mesh along the batch axes (``OptionError`` unless
+        ``batch_size`` is a multiple of the devices).
         """
-        return self.program.init_state(batch_size)
+        state = self.program.init_state(batch_size)
+        return state if self.data_parallel is None else self.data_parallel.put_state(state)
 
     def apply(self, params: Mapping[str, Any], x: Any, state: StateDict | None = None, *,
               return_state: bool = False, trace: Iterable[str] | bool | None = None) -> Any:
@@ -140,7 +149,10 @@ class CompiledModel:
         """
         ids = self._trace_ids(trace)
         _check_leaves(params=params, inputs=x, state=state)
-        if self._chunked is not None:
+        if self.data_parallel is not None:
+            outputs, new_state, traces, report = self.data_parallel.call(
+                self.program, params, x, state, ids, remat=self.remat)
+        elif self._chunked is not None:
             report = None
             outputs, new_state, traces = self._chunked(params, x, state, trace=ids)
         else:
@@ -162,7 +174,8 @@ class CompiledModel:
 
     def with_params(self, params: Mapping[str, Any]) -> CompiledModel:
         """The same compiled function with other parameter values (e.g. after training)."""
-        return CompiledModel(self.graph, params, self.program, remat=self.remat)
+        return CompiledModel(self.graph, params, self.program, remat=self.remat,
+                             data_parallel=self.data_parallel)
 
     def make_jaxpr(self, x: Any, state: StateDict | None = None) -> Any:
         """The jaxpr of one forward call (for inspection: every node's ops carry its id)."""
@@ -247,7 +260,12 @@ def compile(
             that produced NaN or Inf and raises ``NonFiniteError``; nothing is traced
             for it when off), ``conv_impl`` (``"auto"``, ``"xla"``, ``"xla_nhwc"``,
             ``"custom_vjp"``: how convolutions and their gradients are lowered, see
-            :mod:`spikejit.lowering.conv`; the values are the same for all), ``time_block``
+            :mod:`spikejit.lowering.conv`; the values are the same for all), ``mesh`` (a
+            ``jax.sharding.Mesh``: run data-parallel, the batch split over its devices and
+            the parameters replicated; same values and gradients as one device, see
+            :mod:`spikejit.lowering.sharding` and ``docs/scaling.md``), ``mesh_axis`` (the
+            mesh axis name, or tuple of names, the batch is split over; default: every axis
+            of the mesh), ``time_block``
             (``"auto"``, ``"off"`` or steps per block: run convolutional programs over
             blocks of time steps to keep activations in cache, see
             :mod:`spikejit.lowering.time_block`; same values).
@@ -272,6 +290,7 @@ def compile(
     if opts["order"] not in ORDERS:
         raise OptionError(f"compile: order must be one of {', '.join(ORDERS)}, "
                           f"got {opts['order']!r}")
+    data_parallel = DataParallel.from_options(opts["mesh"], opts["mesh_axis"])
     remat = opts["remat"]
     if remat is not None:
         if isinstance(remat, bool) or not isinstance(remat, int) or remat < 1:
@@ -290,7 +309,8 @@ def compile(
     graph, params = load_source(source, overrides)
     pipeline = _pipeline(passes, schedule, opts["order"])
     graph = pipeline(graph)
-    return CompiledModel(graph, params, _program(graph, lowering), remat=remat)
+    return CompiledModel(graph, params, _program(graph, lowering), remat=remat,
+                         data_parallel=data_parallel)
 
 
 def load_source(source: Any, overrides: Mapping[str, Any]) -> tuple[Graph, dict[str, Any]]:
