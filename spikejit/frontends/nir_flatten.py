@@ -80,6 +80,8 @@ class _State:
         self.nodes: dict[str, FlatNode] = {}
         self.identities: set[str] = set()
         self.edges: list[tuple[str, str]] = []
+        # Each graph's nodes by decoded name, built once per graph (not once per edge).
+        self._by_name: dict[int, tuple[RawGraph, dict[str, RawNode | RawGraph]]] = {}
 
     def name(self, raw: str) -> str:
         return unescape_name(raw) if self.escaped else raw
@@ -128,7 +130,7 @@ class _State:
 
     def _lookup(self, graph: RawGraph, prefix: str, name: str, role: str,
                 edge: tuple[str, str]) -> list[str]:
-        by_name = {self.name(k): v for k, v in graph.nodes.items()}
+        by_name = self.by_name(graph)
         if name in by_name:
             return [self._endpoint(by_name[name], prefix + name, role, edge)]
         # Port-style 'S.k': node k inside subgraph S (nirtorch / Spyx naming).
@@ -140,6 +142,14 @@ class _State:
             if isinstance(sub, RawGraph):
                 found += self._lookup(sub, prefix + name[:i] + "/", name[i + 1:], role, edge)
         return found
+
+    def by_name(self, graph: RawGraph) -> dict[str, RawNode | RawGraph]:
+        """The nodes of ``graph`` by decoded name (cached: graphs are not changed here)."""
+        entry = self._by_name.get(id(graph))
+        if entry is None or entry[0] is not graph:
+            entry = (graph, {self.name(k): v for k, v in graph.nodes.items()})
+            self._by_name[id(graph)] = entry
+        return entry[1]
 
     def _endpoint(self, node: RawNode | RawGraph, nid: str, role: str,
                   edge: tuple[str, str]) -> str:

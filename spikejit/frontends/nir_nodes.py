@@ -25,7 +25,6 @@ from spikejit.frontends.nir_schema import (
     NIR_NODES,
     TIME_CONSTANTS,
     NodeMeta,
-    load_node_meta,
 )
 from spikejit.ir import ops as O
 from spikejit.ir.types import NUMPY_DTYPE_NAMES, ParamRef, TensorType, broadcastable
@@ -135,7 +134,8 @@ def param(ctx: Ctx, name: str, *, elementwise: bool = False) -> ParamRef | None:
     if name in TIME_CONSTANTS and not np.all(arr > 0):
         raise ctx.error(f"time constant {name!r} must be > 0 everywhere (inf means no leak), "
                         f"got min {arr.min()}")
-    if not np.all(np.isfinite(arr)) and not (name in MAY_BE_INFINITE and np.all(arr > -np.inf)):
+    finite = bool(np.isfinite(arr).all())
+    if not finite and not (name in MAY_BE_INFINITE and np.all(arr > -np.inf)):
         raise ctx.error(f"field {name!r} contains {_first_infinite(arr)}; only time constants "
                         f"(no leak) and thresholds (never fires) may be +inf")
     arr = _restore_shape(ctx, name, arr)
@@ -147,7 +147,11 @@ def param(ctx: Ctx, name: str, *, elementwise: bool = False) -> ParamRef | None:
     pname = ctx.meta.names.get(name) or f"{ctx.node.id}.{name}"
     with np.errstate(over="ignore"):  # reported below, with the field's name
         out = arr.astype(_np_dtype(ctx, dtype))
-    if np.any(np.isinf(out) & np.isfinite(arr)):
+    if finite:  # the common case: one check (``arr`` holds no NaN)
+        overflow = not np.isfinite(out).all()
+    else:
+        overflow = bool(np.any(np.isinf(out) & np.isfinite(arr)))
+    if overflow:
         raise ctx.error(f"field {name!r} has values beyond the range of {dtype}, e.g. "
                         f"{arr[np.isinf(out) & np.isfinite(arr)].reshape(-1)[0]:.7g}")
     previous = ctx.params.get(pname)
@@ -322,8 +326,8 @@ BUILDERS: dict[str, Callable[[Ctx], O.Op]] = {
 
 
 def build_op(ctx: Ctx) -> O.Op:
-    """The IR op of ``ctx.node`` (parameters are added to ``ctx.params``)."""
-    ctx.meta = load_node_meta(ctx.node.metadata)
+    """The IR op of ``ctx.node`` (parameters are added to ``ctx.params``); ``ctx.meta``
+    holds the node's spikejit metadata (:func:`~.nir_schema.load_node_meta`)."""
     for name in NIR_NODES[ctx.node.kind].required:
         if ctx.raw(name) is None:
             raise ctx.error(f"required field {name!r} is missing")

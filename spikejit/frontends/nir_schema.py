@@ -129,6 +129,10 @@ class NodeMeta(BaseModel):
     input_spike: bool = False
 
 
+#: The metadata of a node that has none (shared: the model is frozen and only read).
+_NO_NODE_META = NodeMeta()
+
+
 class GraphMeta(BaseModel):
     """Graph-level facts spikejit writes (see :class:`NodeMeta`).
 
@@ -159,11 +163,11 @@ def load_node_meta(metadata: dict[str, Any]) -> NodeMeta:
     """The :class:`NodeMeta` in a node's metadata; the defaults if absent or damaged."""
     raw = metadata.get(META_KEY)
     if not isinstance(raw, str):
-        return NodeMeta()
+        return _NO_NODE_META
     try:
         return NodeMeta.model_validate_json(raw)
     except ValidationError:
-        return NodeMeta()
+        return _NO_NODE_META
 
 
 def load_graph_meta(metadata: dict[str, Any]) -> GraphMeta | None:

@@ -12,6 +12,7 @@ user (:meth:`~spikejit.ir.graph.Graph.user_param_refs`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,18 +23,50 @@ from spikejit.ir.analysis import reachable_from_inputs, same_step_cycle
 from spikejit.ir.derived import DerivedTypeError, derived_type
 from spikejit.ir.graph import Graph
 from spikejit.ir.ops import Input
-from spikejit.ir.shapes import infer_types
+from spikejit.ir.shapes import inferred_types
 from spikejit.ir.types import NUMPY_DTYPE_NAMES, ParamRef
 
 
-def verify(graph: Graph, params: Mapping[str, Any] | None = None) -> None:
+def verify(graph: Graph, params: Mapping[str, Any] | None = None, *,
+           since: Graph | None = None) -> None:
     """Raise a :class:`VerifyError` (or subclass) if ``graph`` is malformed.
+
+    A graph that passed is remembered as such (it is immutable), so verifying it again
+    costs nothing.
 
     Args:
         graph: The graph to check. Untyped graphs are checked by inferring their types;
             typed graphs must carry exactly the inferred types.
         params: If given, also checked with :func:`verify_params`.
+        since: A graph that passed before, e.g. a pass's input: if ``graph`` differs from
+            it only in its schedule (the very same node tuple, derived and retained
+            parameters, equal name and attributes), only the schedule is checked.
     """
+    if not _passed(graph):
+        if since is not None and _passed(since) and _same_but_schedule(graph, since):
+            if graph.schedule is not None:
+                _verify_schedule(graph)
+        else:
+            _verify_graph(graph)
+        # The checks depend on the graph alone, so a graph that passed once passes
+        # again: pipelines verify after every pass, and a pass that changes nothing
+        # returns its input.
+        object.__setattr__(graph, "_verified", True)
+    if params is not None:
+        verify_params(graph, params)
+
+
+def _passed(graph: Graph) -> bool:
+    return graph.__dict__.get("_verified", False)
+
+
+def _same_but_schedule(graph: Graph, other: Graph) -> bool:
+    return (graph.nodes is other.nodes and graph.derived is other.derived
+            and graph.retained is other.retained and graph.name == other.name
+            and graph.attrs == other.attrs)
+
+
+def _verify_graph(graph: Graph) -> None:
     if not graph.nodes:
         raise VerifyError(f"graph @{graph.name} has no nodes")
     seen: set[str] = set()
@@ -74,20 +107,19 @@ def verify(graph: Graph, params: Mapping[str, Any] | None = None) -> None:
                                   "needs the time step, but the graph attribute dt is not set")
     if graph.schedule is not None:
         _verify_schedule(graph)
-    if params is not None:
-        verify_params(graph, params)
 
 
 def _verify_types(graph: Graph) -> None:
-    typed = infer_types(graph)
-    for before, after in zip(graph.nodes, typed.nodes, strict=True):
+    types = inferred_types(graph)
+    for before in graph.nodes:
         if isinstance(before.op, Input) and before.type is not None and before.type != before.op.type:
             raise graph.error(ShapeError, before.id,
                               f"type {before.type} differs from its declared input type "
                               f"{before.op.type}")
-        if before.type is not None and before.type != after.type:
+        after = types[before.id]
+        if before.type is not None and before.type != after:
             raise graph.error(ShapeError, before.id,
-                              f"records type {before.type}, but its operands give {after.type}")
+                              f"records type {before.type}, but its operands give {after}")
 
 
 def _verify_param_refs(graph: Graph) -> None:
@@ -185,9 +217,9 @@ def verify_params(graph: Graph, params: Mapping[str, Any]) -> None:
     if not isinstance(params, Mapping):
         raise ParamError(f"params must be a mapping from names to arrays, got {type(params).__name__}")
     refs = graph.user_param_refs()
-    owners = param_owners(graph)
     missing = sorted(set(refs) - set(params))
     if missing:
+        owners = param_owners(graph)
         names = ", ".join("@" + m for m in missing)
         raise ParamError(f"missing parameter(s) {names} (used by "
                          f"{', '.join(owners[m] for m in missing)})")
@@ -200,7 +232,23 @@ def verify_params(graph: Graph, params: Mapping[str, Any]) -> None:
         raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
                          f"no node of graph @{graph.name} references them")
     for name, ref in refs.items():
-        check_array(name, params[name], ref, owner=owners[name])
+        if not _is_array_of(params[name], ref):  # the owners only for the message
+            check_array(name, params[name], ref, owner=param_owners(graph)[name])
+
+
+def _is_array_of(value: Any, ref: ParamRef) -> bool:
+    """Whether ``value`` is an array of ``ref``'s type (what :func:`check_array` checks)."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return False
+    return (tuple(shape) == ref.type.shape
+            and _dtype_name(np.dtype(dtype)) == NUMPY_DTYPE_NAMES[ref.type.dtype])
+
+
+@functools.cache
+def _dtype_name(dtype: np.dtype[Any]) -> str:
+    return dtype.name  # a slow property of numpy's, asked once per parameter
 
 
 def check_array(name: str, value: Any, ref: ParamRef, *, owner: str | None = None) -> None:

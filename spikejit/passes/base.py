@@ -109,9 +109,11 @@ class Pipeline:
         for i, step in enumerate(self.steps):
             start = time.perf_counter()
             try:
-                graph = step.pass_.run(graph, **dict(step.options))
+                before, graph = graph, step.pass_.run(graph, **dict(step.options))
                 if self.verify_each:
-                    verify(graph)
+                    # Cheap when the pass returned its (verified) input, or changed only
+                    # the schedule: see ``verify``.
+                    verify(graph, since=before)
             except SpikejitError as e:
                 e.add_note(f"in pass {step.pass_.name!r} (after: {done})")
                 raise

@@ -48,7 +48,7 @@ class Op:
     max_inputs: ClassVar[int | None] = None
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in _fields(type(self)):
             value = getattr(self, f.name)
             if not _is_param_field(f) or isinstance(value, ParamRef):
                 continue
@@ -74,19 +74,19 @@ class Op:
     # -- generic helpers ------------------------------------------------------------
     def params(self) -> Iterator[tuple[str, ParamRef]]:
         """(field name, reference) for every parameter the op holds, in field order."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+        for name in _field_names(type(self))[0]:
+            value = getattr(self, name)
             if isinstance(value, ParamRef):
-                yield f.name, value
+                yield name, value
 
     def param_fields(self) -> tuple[str, ...]:
         """Names of all parameter fields (set or not)."""
-        return tuple(f.name for f in dataclasses.fields(self) if _is_param_field(f))
+        return _field_names(type(self))[1]
 
     def attributes(self) -> list[tuple[str, Any]]:
         """(name, value) of every field that differs from its default, in field order."""
         out = []
-        for f in dataclasses.fields(self):
+        for f in _fields(type(self)):
             value = getattr(self, f.name)
             if f.default is not dataclasses.MISSING and value == f.default and type(value) is type(
                 f.default
@@ -146,6 +146,29 @@ class SelectableOutputNeuron(Op):
 
 def _is_param_field(f: dataclasses.Field[Any]) -> bool:
     return bool(f.metadata.get("param"))
+
+
+_FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+_FIELD_NAMES: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _fields(cls: type[Op]) -> tuple[dataclasses.Field[Any], ...]:
+    """``dataclasses.fields(cls)``, computed once per op class (it rebuilds its tuple on
+    every call, and ops are built and asked for their parameters per node)."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = dataclasses.fields(cls)
+    return fields
+
+
+def _field_names(cls: type[Op]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(every field, the parameter fields)`` of an op class, by name in field order."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        fields = _fields(cls)
+        names = _FIELD_NAMES[cls] = (tuple(f.name for f in fields),
+                                     tuple(f.name for f in fields if _is_param_field(f)))
+    return names
 
 
 def param(*, optional: bool = False) -> Any:
