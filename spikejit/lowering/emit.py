@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from spikejit.errors import LoweringError, OptionError, ParamError
@@ -325,12 +326,22 @@ class Program:
         if extra:
             raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
                              f"no node of graph @{self.graph.name} references them")
-        out = {}
+        out: dict[str, Any] = {}
+        host: dict[str, np.ndarray] = {}  # numpy arrays go to the device in one batch
         for name, ref in refs.items():
-            shape = tuple(getattr(params[name], "shape", ()))
+            value = params[name]
+            shape = tuple(getattr(value, "shape", ()))
             if shape != ref.type.shape:
                 raise ParamError(f"parameter @{name}: expected {ref.type}, got shape {list(shape)}")
-            out[name] = jnp.asarray(params[name], JNP_DTYPES[ref.type.dtype])
+            dtype = JNP_DTYPES[ref.type.dtype]
+            if isinstance(value, np.ndarray) and jax.dtypes.canonicalize_dtype(dtype) == dtype:
+                host[name] = np.asarray(value, dtype)
+                out[name] = None  # keeps the order of the names
+            else:
+                out[name] = jnp.asarray(value, dtype)
+        if host:
+            # One device_put of many arrays costs far less than one call per array.
+            out.update(jax.device_put(host))
         return out
 
     # -- the function --------------------------------------------------------------------
