@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.dtypes import canonicalize_dtype as canonical_dtype
 
 from spikejit.errors import LoweringError, OptionError, ParamError
 from spikejit.ir.analysis import param_nbytes
@@ -326,22 +327,19 @@ class Program:
         if extra:
             raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
                              f"no node of graph @{self.graph.name} references them")
-        out: dict[str, Any] = {}
-        host: dict[str, np.ndarray] = {}  # numpy arrays go to the device in one batch
+        out = {}
         for name, ref in refs.items():
             value = params[name]
             shape = tuple(getattr(value, "shape", ()))
             if shape != ref.type.shape:
                 raise ParamError(f"parameter @{name}: expected {ref.type}, got shape {list(shape)}")
             dtype = JNP_DTYPES[ref.type.dtype]
-            if isinstance(value, np.ndarray) and jax.dtypes.canonicalize_dtype(dtype) == dtype:
-                host[name] = np.asarray(value, dtype)
-                out[name] = None  # keeps the order of the names
+            if isinstance(value, np.ndarray) and value.dtype == dtype == canonical_dtype(dtype):
+                # Already the dtype: asarray without one takes JAX's fast path (~2x faster
+                # per array, which counts for the thousands of a big graph).
+                out[name] = jnp.asarray(value)
             else:
                 out[name] = jnp.asarray(value, dtype)
-        if host:
-            # One device_put of many arrays costs far less than one call per array.
-            out.update(jax.device_put(host))
         return out
 
     # -- the function --------------------------------------------------------------------
