@@ -50,7 +50,13 @@ from spikejit.ir.verify import param_owners
 from spikejit.limits import check_bytes, max_bytes, nbytes
 from spikejit.lowering.conv import CONV_IMPLS
 from spikejit.lowering.derived import eval_derived
-from spikejit.lowering.hoist import hoisted_convs, hoisted_scan
+from spikejit.lowering.hoist import (
+    dense_op,
+    hoisted_convs,
+    hoisted_dense,
+    hoisted_scan,
+    hoisted_scan_jvp,
+)
 from spikejit.lowering.rules import (
     NodeContext,
     Rule,
@@ -542,6 +548,8 @@ class _Run:
         # Convs whose weight gradient is formed after the loop (spikejit.lowering.hoist);
         # not with check_finite, whose boolean outputs a custom_vjp cannot carry.
         hoisted = () if self.check else hoisted_convs(g, members, prog.options.conv_impl)
+        # Dense weight gradients likewise (custom_jvp when no conv needs the custom_vjp).
+        dense = () if self.check else hoisted_dense(g, members)
         # The differentiable parameters, passed explicitly so a custom_vjp can wrap the scan.
         ptree = {m: {k: v for k, v in self.ctx[m].p.items() if isinstance(v, jax.Array)}
                  for m in members}
@@ -555,6 +563,10 @@ class _Run:
                 ctxs[m] = dataclasses.replace(
                     c, p={**c.p, "weight": lax.stop_gradient(c.p["weight"])},
                     conv_impl="input_vjp")
+            for m in members:  # 2-D dense weights also as [in, out], made once (rules._dense)
+                if dense_op(g.node(m)) is not None:
+                    ctxs[m] = dataclasses.replace(
+                        ctxs[m], p={**ctxs[m].p, "weight_t": ctxs[m].p["weight"].T})
             consts = {}
             for m in members:
                 rule = prog.rules[m]
@@ -566,8 +578,11 @@ class _Run:
                               xs, carry0, probes)
 
         if hoisted:
-            carry, outs, states, bad = hoisted_scan(g, hoisted, run, ptree, xs, carry0,
+            carry, outs, states, bad = hoisted_scan(g, hoisted + dense, run, ptree, xs, carry0,
                                                     self.steps, self.batch)
+        elif dense:
+            carry, outs, states, bad = hoisted_scan_jvp(g, dense, run, ptree, xs, carry0,
+                                                        self.steps, self.batch)
         else:
             carry, outs, states, bad = run(ptree, xs, carry0, {})[0]
         self.bad_steps.update(bad)

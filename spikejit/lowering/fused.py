@@ -30,7 +30,8 @@ def _pad(ctx: NodeContext, x: jax.Array) -> jax.Array:
 
 def _part(ctx: NodeContext, op: Op, fields: tuple[str, ...]) -> tuple[NodeContext, Rule]:
     """The context (its op, its own parameters) and the rule of one part of a fused layer."""
-    p = {k: v for k, v in ctx.p.items() if k in fields}
+    # ``weight_t`` (a stepwise segment's transposed weight, see rules._dense) goes with it.
+    p = {k: v for k, v in ctx.p.items() if k in fields or (k == "weight_t" and "weight" in fields)}
     return dataclasses.replace(ctx, node=ctx.node.replace(op=op), p=p), LOWERINGS[type(op)]
 
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from spikejit.errors import LoweringError
 from spikejit.ir.graph import Graph, Node
@@ -131,17 +132,57 @@ def _matvec(w: Array, x: Array) -> Array:
     """``y[n, ..., o] = sum_i w[..., o, i] * x[n, ..., i]``."""
     if w.ndim == 2:
         # Contract x's last axis with the weight's last axis: the weight stays [out, in]
-        # (the fast layout inside scans, PERF_NOTES) and no transpose is materialised.
+        # and no transpose is materialised (over all T*B rows both layouts run equally
+        # fast; inside scans the stepwise lowering uses _matvec_t).
         return lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())))
     return jnp.matmul(w, x[..., None])[..., 0]
 
 
+@jax.custom_jvp
+def _matvec_t(x: Array, w: Array, w_t: Array) -> Array:
+    """``x @ w.T`` computed as ``x @ w_t`` (``w_t`` must be ``w.T``, made outside the loop).
+
+    Inside a scan XLA:CPU multiplies ``[B, in] @ [in, out]`` faster than it contracts the
+    last axes of ``x`` and ``[out, in]`` (it re-packs the transposed operand every step), and
+    the reverse pass wants the opposite: the input gradient ``g @ w`` is fastest from
+    ``[out, in]``. The forward value uses ``w_t``; the tangent is written with ``w`` only, so
+    its transpose (reverse mode) contracts ``g`` with ``w``'s first axis. ``w_t``'s tangent is
+    ignored: it is ``w``'s, already counted.
+    """
+    return lax.dot_general(x, w_t, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _matvec_t_jvp(primals: tuple[Array, Array, Array], tangents: tuple[Any, Any, Any]
+                  ) -> tuple[Array, Array]:
+    x, w, w_t = primals
+    dx, dw, _ = tangents
+    y = _matvec_t(x, w, w_t)
+    # Symbolic zeros stay symbolic: no x @ 0 per step when the weight is not differentiated.
+    terms = [_matvec(w, dx) if not isinstance(dx, SymbolicZero) else None,
+             _matvec(dw, x) if not isinstance(dw, SymbolicZero) else None]
+    present = [t for t in terms if t is not None]
+    if not present:
+        return y, jnp.zeros_like(y)
+    return y, present[0] if len(present) == 1 else present[0] + present[1]
+
+
+_matvec_t.defjvp(_matvec_t_jvp, symbolic_zeros=True)
+
+
+def _dense(ctx: NodeContext, x: Array) -> Array:
+    """``weight @ x`` per sample; with a ``weight_t`` in ``ctx.p`` (stepwise segments add
+    ``weight.T`` for 2-D weights, see ``emit``) through :func:`_matvec_t`."""
+    if "weight_t" in ctx.p:
+        return _matvec_t(x, ctx.p["weight"], ctx.p["weight_t"])
+    return _matvec(ctx.p["weight"], x)
+
+
 def _affine(ctx: NodeContext, x: Array) -> Array:
-    return _matvec(ctx.p["weight"], x) + ctx.p["bias"]
+    return _dense(ctx, x) + ctx.p["bias"]
 
 
 def _linear(ctx: NodeContext, x: Array) -> Array:
-    return _matvec(ctx.p["weight"], x)
+    return _dense(ctx, x)
 
 
 def _scale(ctx: NodeContext, x: Array) -> Array:
