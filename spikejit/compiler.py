@@ -43,7 +43,7 @@ from spikejit.lowering.remat import chunked_call
 from spikejit.lowering.sharding import DataParallel
 from spikejit.lowering.surrogates import DEFAULT_SURROGATE, resolve_surrogate
 from spikejit.passes import ALL_PASSES, PassStep, Pipeline
-from spikejit.passes.schedule import MODES, ORDERS
+from spikejit.passes.schedule import MODES, ORDERS, PARALLEL
 
 #: Passes run between shape inference and the scheduler when ``passes=None``: the ``O1``
 #: preset (clean-ups that keep every parameter value and every observable node id that
@@ -55,7 +55,7 @@ EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad
                                  "unroll": 1, "input_shape": None, "check_finite": False,
                                  "conv_impl": "auto", "remat": None, "mesh": None,
                                  "mesh_axis": None,
-                                 "time_block": "auto"}
+                                 "time_block": "auto", "parallel_scan": "auto"}
 
 _CACHE_SIZE = 64
 _PROGRAMS: OrderedDict[tuple[Graph, LoweringOptions], Program] = OrderedDict()
@@ -268,7 +268,11 @@ def compile(
             of the mesh), ``time_block``
             (``"auto"``, ``"off"`` or steps per block: run convolutional programs over
             blocks of time steps to keep activations in cache, see
-            :mod:`spikejit.lowering.time_block`; same values).
+            :mod:`spikejit.lowering.time_block`; same values), ``parallel_scan``
+            (``"auto"``, ``"off"``, ``"on"``: run reset-free linear neurons of layerwise
+            segments as a parallel-in-time associative scan, marked ``parallel(...)`` in
+            the schedule; ``"auto"`` only where measured faster, which today is nowhere,
+            see :mod:`spikejit.passes.schedule`; same values up to float rounding).
 
     Returns:
         The :class:`CompiledModel`.
@@ -290,6 +294,9 @@ def compile(
     if opts["order"] not in ORDERS:
         raise OptionError(f"compile: order must be one of {', '.join(ORDERS)}, "
                           f"got {opts['order']!r}")
+    if opts["parallel_scan"] not in PARALLEL:
+        raise OptionError(f"compile: parallel_scan must be one of {', '.join(PARALLEL)}, "
+                          f"got {opts['parallel_scan']!r}")
     data_parallel = DataParallel.from_options(opts["mesh"], opts["mesh_axis"])
     remat = opts["remat"]
     if remat is not None:
@@ -307,7 +314,7 @@ def compile(
                                    ("method", method), ("input_shape", opts["input_shape"]))
                  if v is not None}
     graph, params = load_source(source, overrides)
-    pipeline = _pipeline(passes, schedule, opts["order"])
+    pipeline = _pipeline(passes, schedule, opts["order"], opts["parallel_scan"])
     graph = pipeline(graph)
     return CompiledModel(graph, params, _program(graph, lowering), remat=remat,
                          data_parallel=data_parallel)
@@ -439,13 +446,15 @@ def _nonfinite_reason(graph: Graph, nid: str) -> str:
 
 
 def pipeline_for(passes: str | Sequence[str] | Pipeline | None = None, schedule: str = "auto",
-                 order: str = "dfs") -> Pipeline:
+                 order: str = "dfs", parallel_scan: str = "auto") -> Pipeline:
     """The whole pipeline ``compile`` runs: shape inference, ``passes`` (default
-    :data:`DEFAULT_PASSES`), then the scheduler with ``schedule``/``order``."""
-    return _pipeline(passes, schedule, order)
+    :data:`DEFAULT_PASSES`), then the scheduler with ``schedule``/``order``/
+    ``parallel_scan``."""
+    return _pipeline(passes, schedule, order, parallel_scan)
 
 
-def _pipeline(passes: str | Sequence[str] | Pipeline | None, mode: str, order: str) -> Pipeline:
+def _pipeline(passes: str | Sequence[str] | Pipeline | None, mode: str, order: str,
+              parallel: str = "auto") -> Pipeline:
     if passes is None:
         passes = DEFAULT_PASSES
     if isinstance(passes, Pipeline):
@@ -460,8 +469,11 @@ def _pipeline(passes: str | Sequence[str] | Pipeline | None, mode: str, order: s
     if any(step.pass_.name == "schedule" for step in user):
         raise OptionError("compile: leave 'schedule' out of passes; it always runs last with "
                           "the schedule= and order= options")
+    options: tuple[tuple[str, str], ...] = (("mode", mode), ("order", order))
+    if parallel != "auto":  # the default stays implicit (printed pipelines unchanged)
+        options += (("parallel", parallel),)
     steps = (PassStep(ALL_PASSES["shape-inference"]), *user,
-             PassStep(ALL_PASSES["schedule"], (("mode", mode), ("order", order))))
+             PassStep(ALL_PASSES["schedule"], options))
     return Pipeline(steps)
 
 

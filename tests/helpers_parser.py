@@ -247,9 +247,16 @@ def any_graphs(draw: st.DrawFn, max_nodes: int = 8,
         order = draw(st.permutations(ids))
         cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=3)))
         bounds = [0, *cuts, len(order)]
-        schedule = Schedule(tuple(
-            Segment(draw(st.sampled_from(SEGMENT_KINDS)), tuple(order[a:b]),
-                    draw(st.sampled_from(STEP_ORDERS)))
-            for a, b in itertools.pairwise(bounds)
-        ))
+        segments = []
+        for a, b in itertools.pairwise(bounds):
+            kind = draw(st.sampled_from(SEGMENT_KINDS))
+            members = tuple(order[a:b])
+            # Layerwise segments may name some of their nodes parallel (any subset, in
+            # any order: the printer keeps what it is given).
+            parallel = (tuple(draw(st.lists(st.sampled_from(members), unique=True,
+                                            max_size=2)))
+                        if kind == "layerwise" and members else ())
+            segments.append(Segment(kind, members, draw(st.sampled_from(STEP_ORDERS)),
+                                    parallel))
+        schedule = Schedule(tuple(segments))
     return Graph(tuple(nodes), draw(name_strategy()), draw(graph_attrs), schedule)

@@ -542,7 +542,18 @@ class _Parser:
                     refs.append((members[-1], ref_pos))
                     if not self.accept(","):
                         break
-            segment = functools.partial(Segment, kind, tuple(members), order)
+            parallel: list[str] = []
+            if self.accept("parallel"):  # layerwise nodes run as an associative scan
+                self.expect("(", "after 'parallel'")
+                while True:
+                    self.skip()
+                    ref_pos = self.pos
+                    parallel.append(self.name("%", "a node id"))
+                    refs.append((parallel[-1], ref_pos))
+                    if not self.accept(","):
+                        break
+                self.expect(")", "to close the parallel nodes")
+            segment = functools.partial(Segment, kind, tuple(members), order, tuple(parallel))
             segments.append(self.build(segment, kind_pos))
         self.expect("}", "to close the schedule")
         return Schedule(tuple(segments)), refs

@@ -121,7 +121,10 @@ def format_schedule(schedule: Schedule) -> list[str]:
         # so that parse(print_graph(g)) == g for every segment.
         plain = seg.kind == "layerwise" and seg.order == "dfs"
         head = seg.kind if plain else f"{seg.kind}({seg.order})"
-        lines.append(INDENT + head + " " + ", ".join("%" + format_name(n) for n in seg.nodes))
+        line = INDENT + head + " " + ", ".join("%" + format_name(n) for n in seg.nodes)
+        if seg.parallel:  # nodes whose recurrence runs as an associative scan
+            line += " parallel(" + ", ".join("%" + format_name(n) for n in seg.parallel) + ")"
+        lines.append(line)
     lines.append("}")
     return lines
 

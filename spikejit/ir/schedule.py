@@ -8,8 +8,12 @@ A :class:`Schedule` is a sequence of segments executed in order once per call:
 
 Stepwise segments come in two orders: ``dfs`` (the DFS rule of ``nir-euler-v1``: same-step
 edges inside the segment) and ``jacobi`` (every edge inside the segment read from the
-previous step). The scheduler pass (``passes/schedule.py``) computes it; the printer prints
-it after the nodes, and the parser reads it back.
+previous step). A layerwise segment may name some of its nodes ``parallel``: neurons with
+reset-free linear dynamics (or a linear synaptic current) whose recurrence over time runs
+as a parallel-in-time associative scan instead of a sequential one (same values up to
+float rounding; see ``spikejit.lowering.parallel_scan``). The scheduler pass
+(``passes/schedule.py``) computes it; the printer prints it after the nodes, and the parser
+reads it back.
 """
 
 from __future__ import annotations
@@ -17,8 +21,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spikejit.errors import SpikejitError
+from spikejit.ir.ops.base import Op
+from spikejit.ir.ops.fused import FusedLayer
+from spikejit.ir.ops.neurons import LI, CubaLI, CubaLIF, Integrator
 
 SEGMENT_KINDS: tuple[str, ...] = ("layerwise", "stepwise")
+
+#: The state variables of each op with reset-free linear dynamics ``s[t] = a*s[t-1] +
+#: b(x[t], earlier variables)``, in the order they can be solved one after the other. For
+#: ``snn.cuba_lif`` only the synaptic current is linear (the membrane is reset).
+LINEAR_STATES: dict[type[Op], tuple[str, ...]] = {
+    Integrator: ("v",), LI: ("v",), CubaLI: ("i", "v"), CubaLIF: ("i",),
+}
+
+
+def linear_states(op: Op) -> tuple[str, ...]:
+    """The state variables of ``op`` that a parallel-in-time scan can compute (see
+    :data:`LINEAR_STATES`; a fused ``layer.*`` op has its neuron's); ``()`` if none."""
+    if isinstance(op, FusedLayer):
+        return LINEAR_STATES.get(op.neuron_cls, ())
+    return LINEAR_STATES.get(type(op), ())
 STEP_ORDERS: tuple[str, ...] = ("dfs", "jacobi")
 
 
@@ -29,6 +51,8 @@ class Segment:
     kind: str
     nodes: tuple[str, ...]
     order: str = "dfs"
+    #: Nodes of a layerwise segment whose time recurrence runs as an associative scan.
+    parallel: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in SEGMENT_KINDS:
@@ -37,6 +61,21 @@ class Segment:
             raise SpikejitError(f"schedule order {self.order!r} is not one of {STEP_ORDERS}")
         if not isinstance(self.nodes, tuple):
             object.__setattr__(self, "nodes", tuple(self.nodes))
+        if not isinstance(self.parallel, tuple):
+            object.__setattr__(self, "parallel", tuple(self.parallel))
+        if self.parallel:
+            self._check_parallel()
+
+    def _check_parallel(self) -> None:
+        if self.kind != "layerwise":
+            raise SpikejitError("only a layerwise schedule segment can name parallel nodes")
+        members = set(self.nodes)
+        outside = [n for n in self.parallel if n not in members]
+        if outside:
+            raise SpikejitError(f"schedule segment names {outside[0]!r} parallel, but it is "
+                                f"not one of the segment's nodes")
+        if len(set(self.parallel)) != len(self.parallel):
+            raise SpikejitError("schedule segment names a parallel node twice")
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from spikejit.lowering.hoist import (
     hoisted_scan,
     hoisted_scan_jvp,
 )
+from spikejit.lowering.parallel_scan import check_parallel, parallel_nodes, run_parallel
 from spikejit.lowering.rules import (
     NodeContext,
     Rule,
@@ -153,6 +154,9 @@ class Program:
                         if graph.max_use_delay(n.id) > 0}
         self.trace_count = 0
         self._check_schedule()
+        check_parallel(graph)
+        #: Nodes whose recurrence runs as an associative scan (the schedule's ``parallel``).
+        self.parallel = parallel_nodes(graph)
         self._check_param_size()
         #: Nodes checked by ``check_finite``, in schedule order (the report indexes this).
         self.finite_order: tuple[str, ...] = tuple(
@@ -504,7 +508,13 @@ class _Run:
                 out, s = rule.apply(ctx, consts, s, xt)
                 return s, (out, s if traced else None, _bad(out, s) if check else None)
 
-            s_end, (y, states, bad) = lax.scan(body, s0, x, unroll=self.prog.options.unroll)
+            if nid not in self.prog.parallel or x.shape[0] == 0:
+                s_end, (y, states, bad) = lax.scan(body, s0, x,
+                                                   unroll=self.prog.options.unroll)
+            else:  # an associative scan over time (spikejit.lowering.parallel_scan)
+                y, s_end, states, bad = run_parallel(rule, ctx, consts, s0, x, traced=traced,
+                                                     check=check,
+                                                     unroll=self.prog.options.unroll)
             if check:
                 self.bad_steps[nid] = bad
             self._keep(nid, **s_end)

@@ -19,6 +19,16 @@ Options:
   what the graph computes (it is a different discretisation), which is why the pass
   rewrites the uses instead of hiding it in the lowering: the IR, the reference
   interpreter and the state format all see the delays.
+* ``parallel``: ``auto`` (default), ``off`` or ``on``. With ``on`` every node of a
+  layerwise segment whose dynamics are reset-free and linear (``snn.i``, ``snn.li``,
+  ``snn.cuba_li``, the synaptic current of ``snn.cuba_lif``, and the ``layer.*`` ops of
+  these neurons; :func:`spikejit.ir.schedule.linear_states`) is named in the segment's
+  ``parallel(...)`` list, and the lowering runs its recurrence over time as an
+  associative scan (:mod:`spikejit.lowering.parallel_scan`; the same values up to float
+  rounding). ``auto`` does so only on the JAX backends listed in
+  :data:`PARALLEL_SCAN_BACKENDS`, where it was measured faster; none so far (on CPU the
+  sequential scan won on every shape but single-sample toys, ``docs/performance.md``), so
+  ``auto`` is ``off`` today. Stepwise segments never run a node in parallel.
 
 Segments follow a topological order of the condensation; ties prefer continuing the
 current kind of segment (fewer, longer segments), then the earliest node in print order.
@@ -39,11 +49,19 @@ from spikejit.errors import PassError, ScheduleError
 from spikejit.ir.analysis import step_order
 from spikejit.ir.graph import Graph, Use
 from spikejit.ir.names import format_name
-from spikejit.ir.schedule import Schedule, Segment
+from spikejit.ir.schedule import Schedule, Segment, linear_states
 from spikejit.passes.base import Pass
 
 MODES: tuple[str, ...] = ("auto", "layerwise", "stepwise")
 ORDERS: tuple[str, ...] = ("dfs", "jacobi")
+PARALLEL: tuple[str, ...] = ("auto", "off", "on")
+
+#: JAX backends (``jax.default_backend()``) on which the parallel-in-time scan was measured
+#: faster than the sequential one; ``parallel=auto`` marks nodes only there. Empty: on the
+#: CPU backend the sequential ``lax.scan`` was faster, forward and backward, for every
+#: measured shape except single-sample toys under a millisecond (``docs/performance.md``,
+#: "Parallel-in-time scan").
+PARALLEL_SCAN_BACKENDS: frozenset[str] = frozenset()
 
 
 def cyclic_components(graph: Graph) -> list[list[str]]:
@@ -88,19 +106,33 @@ def _describe_cycle(graph: Graph, members: list[str]) -> str:
     return text
 
 
-def schedule(graph: Graph, *, mode: str = "auto", order: str = "dfs") -> Graph:
+def parallel_enabled(parallel: str) -> bool:
+    """Whether ``parallel`` (``auto``, ``off`` or ``on``) marks eligible nodes here."""
+    if parallel == "auto":
+        if not PARALLEL_SCAN_BACKENDS:
+            return False
+        import jax  # only when some backend is listed: the IR passes do not need JAX
+
+        return jax.default_backend() in PARALLEL_SCAN_BACKENDS
+    return parallel == "on"
+
+
+def schedule(graph: Graph, *, mode: str = "auto", order: str = "dfs",
+             parallel: str = "auto") -> Graph:
     """Attach a :class:`~spikejit.ir.schedule.Schedule` to ``graph`` (see module docstring).
 
     Args:
         graph: A typed, verified graph.
         mode: ``auto``, ``layerwise`` or ``stepwise``.
         order: ``dfs`` or ``jacobi`` (ordering inside cyclic components).
+        parallel: ``auto``, ``off`` or ``on``: name linear neurons of layerwise segments
+            ``parallel`` (see the module docstring).
 
     Returns:
         The scheduled graph.
 
     Raises:
-        PassError: an unknown ``mode`` or ``order``.
+        PassError: an unknown ``mode``, ``order`` or ``parallel``.
         ScheduleError: ``mode=layerwise`` on a graph with a cycle (the message names it).
     """
     if mode not in MODES:
@@ -108,6 +140,9 @@ def schedule(graph: Graph, *, mode: str = "auto", order: str = "dfs") -> Graph:
     if order not in ORDERS:
         raise PassError(f"schedule: option order must be one of {', '.join(ORDERS)}, "
                         f"got {order!r}")
+    if parallel not in PARALLEL:
+        raise PassError(f"schedule: option parallel must be one of {', '.join(PARALLEL)}, "
+                        f"got {parallel!r}")
     if order == "jacobi":
         graph = jacobi_rewrite(graph)
     cyclic = cyclic_components(graph)
@@ -120,7 +155,18 @@ def schedule(graph: Graph, *, mode: str = "auto", order: str = "dfs") -> Graph:
     steps = step_order(graph)
     if mode == "stepwise":
         return graph.replace(schedule=Schedule((Segment("stepwise", steps, order),)))
-    return graph.replace(schedule=Schedule(_segments(graph, cyclic, steps, order)))
+    segments = _segments(graph, cyclic, steps, order)
+    if parallel_enabled(parallel):
+        segments = tuple(_mark_parallel(graph, seg) for seg in segments)
+    return graph.replace(schedule=Schedule(segments))
+
+
+def _mark_parallel(graph: Graph, seg: Segment) -> Segment:
+    """``seg`` with its linear neurons named parallel (layerwise segments only)."""
+    if seg.kind != "layerwise":
+        return seg
+    marked = tuple(nid for nid in seg.nodes if linear_states(graph.node(nid).op))
+    return Segment(seg.kind, seg.nodes, seg.order, marked) if marked else seg
 
 
 def _segments(graph: Graph, cyclic: list[list[str]], steps: tuple[str, ...],
@@ -182,4 +228,5 @@ def _segments(graph: Graph, cyclic: list[list[str]], steps: tuple[str, ...],
 
 SCHEDULE = Pass("schedule", schedule,
                 "condense cycles: layerwise where acyclic, one scan per recurrent component "
-                "(options mode=auto|layerwise|stepwise, order=dfs|jacobi)")
+                "(options mode=auto|layerwise|stepwise, order=dfs|jacobi, "
+                "parallel=auto|off|on: linear neurons as an associative scan)")

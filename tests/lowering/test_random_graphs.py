@@ -37,13 +37,15 @@ def _report_flips(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.mark.slow
 @settings(max_examples=40)
 @given(graphs(max_nodes=7), st.integers(1, 12), st.integers(1, 3), st.integers(0, 2**16),
-       st.sampled_from(["euler", "exp"]))
+       st.sampled_from(["euler", "exp"]), st.sampled_from(["off", "on"]))
 def test_random_graph_matches_interpreter_in_every_mode(g: Graph, steps: int, batch: int,
-                                                         seed: int, method: str) -> None:
+                                                         seed: int, method: str,
+                                                         parallel_scan: str) -> None:
+    """Every schedule mode, with linear neurons as sequential or parallel scans."""
     g = g.replace(attrs=dataclasses.replace(g.attrs, method=method))
     params = random_params(g, seed)
     x = random_input(g, steps, batch, seed)
-    report = check_model(g, params, x)
+    report = check_model(g, params, x, parallel_scan=parallel_scan)
     FLIPS["examples"] += 1
     if report.flips:
         FLIPS["with_flips"] += 1
