@@ -83,8 +83,14 @@ def nir_graph(w: wl.Workload, p: Mapping[str, np.ndarray]) -> nir.NIRGraph:
 
 
 def build(w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarray,
-          **options: Any) -> Prepared:
-    """Compile the workload with spikejit (``options`` go to ``spikejit.compile``)."""
+          reduce: str | None = None, **options: Any) -> Prepared:
+    """Compile the workload with spikejit (``options`` go to ``spikejit.compile``).
+
+    ``x`` may hold the spikes in any dtype (``uint8``: a quarter of float32's memory).
+    With ``reduce="mean"`` the loss is ``mean(model.apply(p, x, reduce="mean"))``: the
+    output is averaged over time inside the program (under ``remat``, chunk by chunk) and
+    the loss value is the same ``mean(y)`` as without.
+    """
     import spikejit
 
     graph = nir_graph(w, params)
@@ -100,12 +106,17 @@ def build(w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarray,
         return model.apply({**p, **xc[1]}, xc[0])
 
     def loss(p: dict[str, jax.Array], xc: tuple[jax.Array, dict[str, jax.Array]]) -> Any:
+        if reduce is not None:
+            return jnp.mean(model.apply({**p, **xc[1]}, xc[0], reduce=reduce))
         return jnp.mean(forward(p, xc))
 
     prep = prepare_jax(None if w.train_only else forward, loss, train, (xj, const),
                        grad_names=lambda g: {names[k]: v for k, v in g.items()}, ir_s=ir_s)
     opts = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "defaults"
     prep.notes.append(f"spikejit.compile(nir_graph, dt={wl.DT}, {opts}): {model!r}")
+    if reduce is not None or x.dtype != np.float32:
+        prep.notes.append(f"input {x.dtype}; loss mean(model.apply(p, x, reduce={reduce!r}))"
+                          f" (the same value as mean(y))")
     return prep
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import resource
 import statistics
@@ -56,7 +57,7 @@ def skip_reason(impl: str, w: wl.Workload) -> str | None:
     if impl == "spikejit-remat":
         if w.name != "long":
             return "remat is only measured on the long sequence"
-        if remat_options() is None:
+        if remat_options(w) is None:
             return "spikejit.compile has no remat option in this build"
     if impl == "norse-compile" and w.name == "long":
         return (f"torch.compile unrolls the Python time loop: a {w.steps}-step graph "
@@ -64,13 +65,30 @@ def skip_reason(impl: str, w: wl.Workload) -> str | None:
     return None
 
 
-def remat_options() -> dict[str, Any] | None:
-    """The ``spikejit.compile`` options that switch on gradient checkpointing, if any."""
+def remat_chunk(steps: int) -> int:
+    """Steps per checkpointed chunk for a ``steps``-long sequence: ``round(sqrt(T))``.
+
+    Memory is about ``C`` steps of activations plus ``T/C`` chunk-boundary states, smallest
+    near ``C = sqrt(T)`` (100 at T = 10,000); speed is flat from 25 to 200 there (a chunk's
+    matmuls still have ``C*B`` rows) and falls beyond (docs/performance.md).
+    """
+    return max(1, round(math.sqrt(steps)))
+
+
+def remat_options(w: wl.Workload) -> dict[str, Any] | None:
+    """The ``spikejit.compile`` options that switch on gradient checkpointing for ``w``, if
+    this build has them."""
     from spikejit import compiler
 
     if "remat" in getattr(compiler, "EXTRA_OPTIONS", {}):
-        return {"remat": True}
+        return {"remat": remat_chunk(w.steps)}
     return None
+
+
+def input_dtype(impl: str) -> type:
+    """The dtype ``impl`` takes its spike input in: ``spikejit-remat`` takes ``uint8``
+    (exact for spikes, a quarter of float32's memory); every other implementation float32."""
+    return np.uint8 if impl == "spikejit-remat" else np.float32
 
 
 def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray],
@@ -83,8 +101,10 @@ def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray],
     if impl.startswith("spikejit"):
         from benchmarks import spikejit_runner
 
-        opts = remat_options() if impl == "spikejit-remat" else {}
-        return spikejit_runner.build(w, params, x, **(opts or {}))
+        if impl == "spikejit-remat":  # the long-sequence recipe: docs/compile.md
+            return spikejit_runner.build(w, params, x.astype(input_dtype(impl), copy=False),
+                                         reduce="mean", **(remat_options(w) or {}))
+        return spikejit_runner.build(w, params, x)
     if impl in ("snntorch", "norse", "norse-compile"):
         from benchmarks import peers_torch
 
@@ -303,7 +323,8 @@ def child_main(spec: str, mode: Mode, mem_limit_gb: float) -> dict[str, Any]:
     name, impl = spec.split(":")
     w = next(x for x in wl.workloads(mode) if x.name == name)
     budget = (LONG_BUDGETS if w.name == "long" else BUDGETS)[mode]
-    rec = measure(impl, w, wl.make_params(w), wl.make_input(w), budget)
+    rec = measure(impl, w, wl.make_params(w), wl.make_input(w, dtype=input_dtype(impl)),
+                  budget)
     rec["process_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return rec
 

@@ -16,7 +16,6 @@ same jitted function and JAX does not retrace it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import os
 import sys
@@ -39,7 +38,7 @@ from spikejit.ir.graph import Graph
 from spikejit.ir.printer import print_graph
 from spikejit.ir.schedule import Schedule
 from spikejit.lowering.emit import LoweringOptions, Program, StateDict
-from spikejit.lowering.remat import chunked_call
+from spikejit.lowering.remat import check_reduce, runner
 from spikejit.lowering.sharding import DataParallel
 from spikejit.lowering.surrogates import DEFAULT_SURROGATE, resolve_surrogate
 from spikejit.passes import ALL_PASSES, PassStep, Pipeline
@@ -82,8 +81,8 @@ class CompiledModel:
         self.data_parallel = data_parallel
         if data_parallel is not None:
             self.params = data_parallel.put_params(self.params)
-        self._chunked = None if remat is None else jax.jit(
-            functools.partial(chunked_call, program, size=remat), static_argnames="trace")
+        #: The jitted chunked and/or time-reducing call (shared by models of one program).
+        self._runner = runner(program, remat)
 
     # -- information ----------------------------------------------------------------------
     @property
@@ -119,7 +118,8 @@ class CompiledModel:
         return state if self.data_parallel is None else self.data_parallel.put_state(state)
 
     def apply(self, params: Mapping[str, Any], x: Any, state: StateDict | None = None, *,
-              return_state: bool = False, trace: Iterable[str] | bool | None = None) -> Any:
+              return_state: bool = False, trace: Iterable[str] | bool | None = None,
+              reduce: str | None = None) -> Any:
         """Run the model: a pure function of ``params``, ``x`` and ``state``.
 
         Works under ``jax.jit``, ``jax.grad``, ``jax.jvp`` and ``jax.vmap``.
@@ -127,18 +127,30 @@ class CompiledModel:
         Args:
             params: ``{name: array}`` with exactly the graph's parameters.
             x: ``[T, B, *input_shape]`` time-major data, or a dict keyed by io.input id.
+                Any numeric or bool dtype: the data is cast to the input's dtype inside the
+                program (under ``remat``, one chunk at a time), so spikes passed as
+                ``bool``/``uint8`` take a quarter of the memory of float32, with exact
+                values.
             state: State to continue from (``None``: all zeros).
             return_state: Also return the state after the last step.
             trace: Node ids to record over time (``True``: every node).
+            reduce: Reduce every output over the time axis inside the program: ``None``
+                (default: the full ``[T, B, *shape]`` output), ``"sum"`` (e.g. spike
+                counts), ``"mean"`` (rates, mean membrane) or ``"last"`` (the last step's
+                value); the result is ``[B, *shape]``. With ``remat`` the reduction is
+                accumulated chunk by chunk and the ``[T, B, ...]`` output never exists.
+                Traces and the state are not reduced.
 
         Returns:
-            ``y`` (``[T, B, *shape]``, or a dict keyed by io.output id when there are
-            several outputs); ``(y, state)`` with ``return_state``; ``(y, traces)`` with
+            ``y`` (``[T, B, *shape]``, ``[B, *shape]`` with ``reduce``, or a dict keyed by
+            io.output id when there are several outputs); ``(y, state)`` with
+            ``return_state``; ``(y, traces)`` with
             ``trace``; ``(y, state, traces)`` with both. ``traces[node_id]`` holds
             ``"out"`` and each state variable, ``[T, B, *shape]`` (values at the end of
             each step, after reset).
 
         Raises:
+            OptionError: ``reduce`` is not one of the values above.
             NonFiniteError: compiled with ``check_finite=True`` and a node produced NaN or
                 Inf (named with the time step; also under ``jax.grad``). Under your own
                 ``jax.jit`` the values are not known to Python: the check is then a
@@ -148,15 +160,16 @@ class CompiledModel:
                 call would exceed the size limit (:mod:`spikejit.limits`).
         """
         ids = self._trace_ids(trace)
+        how = check_reduce(reduce)
         _check_leaves(params=params, inputs=x, state=state)
         if self.data_parallel is not None:
             outputs, new_state, traces, report = self.data_parallel.call(
-                self.program, params, x, state, ids, remat=self.remat)
-        elif self._chunked is not None:
-            report = None
-            outputs, new_state, traces = self._chunked(params, x, state, trace=ids)
-        else:
+                self.program, params, x, state, ids, remat=self.remat, reduce=how)
+        elif self.remat is None and how is None:
             outputs, new_state, traces, report = self.program.jitted(params, x, state, ids)
+        else:
+            outputs, new_state, traces, report = self._runner(params, x, state, trace=ids,
+                                                              reduce=how)
         if report is not None:
             self._check_finite(report)
         y = outputs[self.graph.outputs[0]] if len(outputs) == 1 else outputs
@@ -168,9 +181,10 @@ class CompiledModel:
         return result[0] if len(result) == 1 else result
 
     def __call__(self, x: Any, state: StateDict | None = None, *, return_state: bool = False,
-                 trace: Iterable[str] | bool | None = None) -> Any:
+                 trace: Iterable[str] | bool | None = None, reduce: str | None = None) -> Any:
         """``apply`` with the model's own params (jitted)."""
-        return self.apply(self.params, x, state, return_state=return_state, trace=trace)
+        return self.apply(self.params, x, state, return_state=return_state, trace=trace,
+                          reduce=reduce)
 
     def with_params(self, params: Mapping[str, Any]) -> CompiledModel:
         """The same compiled function with other parameter values (e.g. after training)."""
