@@ -70,7 +70,9 @@ def test_auto_blocks_conv_graphs_to_fit_the_cache(monkeypatch: pytest.MonkeyPatc
     assert TB.block_steps(g, "auto", 10, 4) == 2  # 3 does not divide 10
     assert TB.block_steps(g, "auto", 7, 4) == 1  # prime T: single steps
     assert TB.block_steps(g, "auto", 3, 4) is None  # the whole call fits: no blocking
-    assert TB.block_steps(g, "auto", 12, 100) == 1  # one step is already bigger
+    # At least MIN_AUTO_STEPS (2) steps per block, even when one step is already bigger.
+    assert TB.block_steps(g, "auto", 12, 100) == 2
+    assert TB.block_steps(g, "auto", 9, 100) == 1  # unless T has no such divisor
     assert TB.block_steps(g, "auto", 1, 4) is None
 
 
