@@ -46,6 +46,10 @@ def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarra
         if kind == "spikejit-stepwise":
             opts["schedule"] = "stepwise"
         return spikejit_runner.build(w, params, x, **opts)
+    if impl in ("spyx", "spyx-layerwise"):
+        from benchmarks import peers_spyx
+
+        return peers_spyx.build(impl, w, params, x)
     from benchmarks import peers_torch  # torch only when asked for
 
     return peers_torch.build(impl, w, params, x)

@@ -3,7 +3,7 @@ r"""Convolution lowerings, chosen per shape (``compile(..., conv_impl=...)``).
 Every variant computes the same cross-correlation as ``lax.conv_general_dilated`` (PyTorch /
 NIR semantics: stride, explicit or 'same' padding, dilation, groups) on ``[N, C, *spatial]``
 samples; they differ only in layout and in how the gradient is formed. Measured on a 2-core
-AVX2 machine (``benchmarks/conv_variants.py``, ``docs/performance.md`` "Convolutions"):
+AVX-512 machine (``benchmarks/conv_variants.py``, ``docs/performance.md`` "Convolutions"):
 
 * ``"xla"``: ``lax.conv_general_dilated`` in NIR's channels-first layout, autodiff gradient.
 * ``"xla_nhwc"``: the same in channels-last layout (transposes around it): XLA:CPU's conv

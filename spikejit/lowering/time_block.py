@@ -7,8 +7,9 @@ weights once), but a convolution's activations are large per step and small in w
 next. Cutting the time axis into blocks of ``K`` steps and running the *whole* program
 block after block (one ``lax.scan`` over blocks, carrying the program's state, so the
 result is exactly that of one call) keeps a block's activations in cache from one layer
-to the next. Measured on the benchmark CNN (``docs/performance.md``, "Convolutions"):
-forward 1.9-2.1x faster at T=10 and T=50, forward + backward equal or up to 1.2x faster.
+to the next. Measured on the benchmark CNN at B = 32 (``docs/performance.md``,
+"Convolutions"): with two steps per block the forward pass is 1.5-1.7x and the training
+step 1.05-1.17x faster at T = 10 and T = 50.
 
 The choice is per shape and made when the program is traced (``T`` and ``B`` are static
 then): :func:`block_steps`. ``compile(..., time_block=...)`` sets the policy:
