@@ -19,7 +19,6 @@ import dataclasses
 import inspect
 import os
 import sys
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from spikejit.lowering.emit import LoweringOptions, Program, StateDict
 from spikejit.lowering.remat import check_reduce, runner
 from spikejit.lowering.sharding import DataParallel
 from spikejit.lowering.surrogates import DEFAULT_SURROGATE, resolve_surrogate
+from spikejit.lru import LRUCache
 from spikejit.passes import ALL_PASSES, PassStep, Pipeline
 from spikejit.passes.schedule import MODES, ORDERS, PARALLEL
 
@@ -56,8 +56,7 @@ EXTRA_OPTIONS: dict[str, Any] = {"order": "dfs", "detach_reset": True, "spike_ad
                                  "mesh_axis": None,
                                  "time_block": "auto", "parallel_scan": "auto"}
 
-_CACHE_SIZE = 64
-_PROGRAMS: OrderedDict[tuple[Graph, LoweringOptions], Program] = OrderedDict()
+_PROGRAMS: LRUCache[tuple[Graph, LoweringOptions], Program] = LRUCache(64)
 
 
 class CompiledModel:
@@ -493,16 +492,7 @@ def _pipeline(passes: str | Sequence[str] | Pipeline | None, mode: str, order: s
 
 def _program(graph: Graph, options: LoweringOptions) -> Program:
     """The cached program for (graph, options), built on first use."""
-    key = (graph, options)
-    program = _PROGRAMS.get(key)
-    if program is None:
-        program = Program(graph, options)
-        _PROGRAMS[key] = program
-        while len(_PROGRAMS) > _CACHE_SIZE:
-            _PROGRAMS.popitem(last=False)
-    else:
-        _PROGRAMS.move_to_end(key)
-    return program
+    return _PROGRAMS.get((graph, options), lambda: Program(graph, options))
 
 
 def clear_cache() -> None:

@@ -26,7 +26,6 @@ needs no mesh context; under ``jax.set_mesh(mesh)`` it uses that mesh itself, as
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,13 +39,13 @@ from jax.sharding import PartitionSpec as P
 from spikejit.errors import OptionError
 from spikejit.lowering.emit import Program, StateDict
 from spikejit.lowering.remat import chunked_call
+from spikejit.lru import LRUCache
 
 #: State entries ``[K, B, ...]`` (batch on axis 1); every other state variable is ``[B, ...]``.
 TIME_MAJOR_STATE = ("buffer", "history")
 
-_CACHE_SIZE = 64
-_FUNCTIONS: OrderedDict[tuple[Program, DataParallel, int | None, str | None],
-                        Callable[..., Any]] = OrderedDict()
+_FUNCTIONS: LRUCache[tuple[Program, DataParallel, int | None, str | None],
+                     Callable[..., Any]] = LRUCache(64)
 
 
 @dataclass(frozen=True)
@@ -289,17 +288,8 @@ def _function(program: Program, dp: DataParallel, remat: int | None, reduce: str
               ) -> Callable[..., Any]:
     """The jitted sharded call for (program, mesh and axes, remat, reduce), cached so models
     that share a program share JAX's compilation cache (``with_params`` does not retrace)."""
-    key = (program, dp, remat, reduce)
-    fn = _FUNCTIONS.get(key)
-    if fn is None:
-        fn = jax.jit(functools.partial(dp._run, program, remat, reduce),
-                     static_argnames="trace")
-        _FUNCTIONS[key] = fn
-        while len(_FUNCTIONS) > _CACHE_SIZE:
-            _FUNCTIONS.popitem(last=False)
-    else:
-        _FUNCTIONS.move_to_end(key)
-    return fn
+    return _FUNCTIONS.get((program, dp, remat, reduce), lambda: jax.jit(
+        functools.partial(dp._run, program, remat, reduce), static_argnames="trace"))
 
 
 __all__ = ["TIME_MAJOR_STATE", "DataParallel"]

@@ -86,5 +86,5 @@ def block_steps(graph: Graph, policy: str | int, steps: int, batch: int) -> int 
     return size if size < steps else None
 
 
-__all__ = ["BLOCK_BYTES", "MIN_AUTO_STEPS", "TIME_BLOCK_POLICIES", "block_steps", "check_time_block",
-           "conv_output_bytes"]
+__all__ = ["BLOCK_BYTES", "MIN_AUTO_STEPS", "TIME_BLOCK_POLICIES", "block_steps",
+           "check_time_block", "conv_output_bytes"]
