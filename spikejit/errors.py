@@ -117,8 +117,9 @@ class SizeLimitError(SpikejitError):
     Raised before anything that large is allocated (see :mod:`spikejit.limits`).
 
     Attributes:
-        nbytes: The size asked for, in bytes.
-        limit: The limit in force, in bytes.
+        nbytes: The size asked for, in bytes (for the structure limits of
+            :mod:`spikejit.graph_limits`: the count of nodes, edges or levels).
+        limit: The limit in force, in the same unit.
     """
 
     def __init__(self, message: str, *, nbytes: int, limit: int) -> None:
@@ -147,6 +148,11 @@ class OptionError(SpikejitError):
     """An option passed to a public function has an invalid value."""
 
 
+class OutputError(SpikejitError):
+    """A file cannot be written where asked: the destination is a directory, a device, a
+    FIFO or a socket (spikejit writes only regular files), or its symlinks form a loop."""
+
+
 __all__ = [
     "AttributeError_",
     "FrontendError",
@@ -155,6 +161,7 @@ __all__ = [
     "ModelFileError",
     "NonFiniteError",
     "OptionError",
+    "OutputError",
     "ParamError",
     "ParseError",
     "PassError",
