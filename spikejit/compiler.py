@@ -150,6 +150,12 @@ class CompiledModel:
 
         Raises:
             OptionError: ``reduce`` is not one of the values above.
+            ParamError: ``x`` has the wrong names or shapes or a complex dtype; or, for
+                NumPy arrays, values beyond the input's dtype (1e300 in float32) or NaN or
+                Inf (with ``check_finite=True`` these two come as ``NonFiniteError`` from
+                the run), named with the first index (JAX arrays are not searched: their
+                values are on the device, or unknown under ``jax.jit``); or
+                ``reduce="mean"``/``"last"`` with ``T = 0``.
             NonFiniteError: compiled with ``check_finite=True`` and a node produced NaN or
                 Inf (named with the time step; also under ``jax.grad``). Under your own
                 ``jax.jit`` the values are not known to Python: the check is then a
@@ -161,14 +167,19 @@ class CompiledModel:
         ids = self._trace_ids(trace)
         how = check_reduce(reduce)
         _check_leaves(params=params, inputs=x, state=state)
-        if self.data_parallel is not None:
-            outputs, new_state, traces, report = self.data_parallel.call(
-                self.program, params, x, state, ids, remat=self.remat, reduce=how)
-        elif self.remat is None and how is None:
-            outputs, new_state, traces, report = self.program.jitted(params, x, state, ids)
-        else:
-            outputs, new_state, traces, report = self._runner(params, x, state, trace=ids,
-                                                              reduce=how)
+        self._check_call(x, how)
+        try:
+            if self.data_parallel is not None:
+                outputs, new_state, traces, report = self.data_parallel.call(
+                    self.program, params, x, state, ids, remat=self.remat, reduce=how)
+            elif self.remat is None and how is None:
+                outputs, new_state, traces, report = self.program.jitted(params, x, state, ids)
+            else:
+                outputs, new_state, traces, report = self._runner(params, x, state, trace=ids,
+                                                                  reduce=how)
+        except SpikejitError as e:  # raised while jax.jit traced the program
+            _drop_jax_note(e)
+            raise
         if report is not None:
             self._check_finite(report)
         y = outputs[self.graph.outputs[0]] if len(outputs) == 1 else outputs
@@ -193,6 +204,18 @@ class CompiledModel:
     def make_jaxpr(self, x: Any, state: StateDict | None = None) -> Any:
         """The jaxpr of one forward call (for inspection: every node's ops carry its id)."""
         return jax.make_jaxpr(lambda p, xx: self.program(p, xx, state, ()))(self.params, x)
+
+    def _check_call(self, x: Any, how: str | None) -> None:
+        """The checks of a call that need no device work, made before ``jax.jit`` (whose
+        traceback note would otherwise come with the error): input names, shapes and
+        dtypes, the values of NumPy inputs, ``T`` for ``reduce``, the run size."""
+        prog = self.program
+        data, steps, batch = prog.input_arrays(x)
+        prog.check_input_values(data)
+        if steps == 0 and how in ("mean", "last"):
+            raise ParamError(f"apply: reduce={how!r} needs at least one time step, got T = 0")
+        if self.data_parallel is None:  # split over devices, each checks its own share
+            prog.check_run_size(steps if self.remat is None else min(steps, self.remat), batch)
 
     def _check_finite(self, report: jax.Array) -> None:
         """Raise :class:`NonFiniteError` for a concrete report; a checkify check (reported
@@ -430,6 +453,18 @@ def _check_leaves(**trees: Any) -> None:
                          else what + jax.tree_util.keystr(path))
                 raise ParamError(f"{where} must be an array of numbers, got "
                                  f"{type(leaf).__name__} {_short(leaf)}")
+
+
+def _drop_jax_note(e: BaseException) -> None:
+    """Remove the note ``jax.jit`` adds to errors raised while tracing ("For simplicity,
+    JAX has removed its internal frames ..."): a spikejit error stands on its own."""
+    notes = getattr(e, "__notes__", None)
+    if notes:
+        kept = [n for n in notes if "JAX_TRACEBACK_FILTERING" not in n]
+        if kept:
+            e.__notes__ = kept
+        else:
+            del e.__notes__
 
 
 def _array_like(leaf: Any) -> bool:

@@ -1,7 +1,8 @@
 """Reading any model file spikejit understands, and writing result arrays safely.
 
 ``read_model`` tells the three model formats apart by their first bytes, not their names:
-HDF5 (a ``.nir`` file), a zip archive (a saved spikejit model, ``spikejit.save``) or text
+HDF5 (a ``.nir`` file), a zip archive (a saved spikejit model, ``spikejit.save``; an
+``.npy`` array is refused as one) or text
 (IR text, which holds no parameter values: they are filled by
 :func:`spikejit.ir.init.init_params` from a seed).
 """
@@ -20,10 +21,9 @@ import numpy as np
 from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError, SpikejitError
 from spikejit.ir.graph import Graph, GraphAttrs
-from spikejit.limits import ARCHIVE_ERRORS, check_array_file
+from spikejit.limits import NPY_MAGIC, ZIP_PREFIXES, read_array_file
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-ZIP_MAGIC = b"PK\x03\x04"
 
 
 def model_kind(path: str | os.PathLike[str]) -> str:
@@ -42,7 +42,8 @@ def model_kind(path: str | os.PathLike[str]) -> str:
         raise ModelFileError(f"{p}: cannot be read ({e.strerror})") from None
     if head.startswith(HDF5_MAGIC):
         return "nir"
-    if head.startswith(ZIP_MAGIC):
+    # What np.load would read as an archive or an array: spikejit.load says which it is.
+    if head.startswith((*ZIP_PREFIXES, NPY_MAGIC)):
         return "saved"
     return "text"
 
@@ -137,19 +138,11 @@ def write_npz_atomic(path: str | os.PathLike[str], arrays: Mapping[str, Any]) ->
 
 
 def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Arrays from a ``.npy`` (key ``""``) or ``.npz`` file, never unpickling anything."""
+    """Arrays from a ``.npy`` (key ``""``) or ``.npz`` file, never unpickling anything; the
+    format is decided by the first bytes, as ``np.load`` decides it, and every size the
+    file declares is checked against the limit and against the file before reading
+    (:func:`spikejit.limits.read_array_file`)."""
     p = Path(path)
     if not p.exists():
         raise ModelFileError(f"{p}: no such file")
-    check_array_file(p, str(p))  # declared sizes against the limit, before reading
-    try:
-        data = np.load(p, allow_pickle=False)
-    except ARCHIVE_ERRORS as e:
-        raise ModelFileError(f"{p}: not a readable .npy/.npz file ({e})") from None
-    if isinstance(data, np.ndarray):
-        return {"": data}
-    try:
-        with data:
-            return {k: data[k] for k in data.files}
-    except ARCHIVE_ERRORS as e:
-        raise ModelFileError(f"{p}: corrupt .npz member ({e})") from None
+    return read_array_file(p, str(p))

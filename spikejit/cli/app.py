@@ -70,6 +70,15 @@ def _root(
     max_bytes: Annotated[str | None, typer.Option(
         "--max-bytes", help="Refuse models needing more memory than this (e.g. 16G; default "
         "$SPIKEJIT_MAX_BYTES or 8G).", show_default=False)] = None,
+    max_nodes: Annotated[int | None, typer.Option(
+        "--max-nodes", min=1, help="Refuse models with more nodes than this (default "
+        "$SPIKEJIT_MAX_NODES or 1,000,000).", show_default=False)] = None,
+    max_edges: Annotated[int | None, typer.Option(
+        "--max-edges", min=1, help="Refuse models with more edges than this (default "
+        "$SPIKEJIT_MAX_EDGES or 10,000,000).", show_default=False)] = None,
+    max_depth: Annotated[int | None, typer.Option(
+        "--max-depth", min=1, help="Refuse graphs nested deeper than this (default "
+        "$SPIKEJIT_MAX_DEPTH or 32).", show_default=False)] = None,
 ) -> None:
     """spikejit: SNN graphs in, one jitted, differentiable JAX function out."""
     _DEBUG["on"] = debug
@@ -77,6 +86,9 @@ def _root(
         from spikejit.limits import set_max_bytes
 
         _guard(set_max_bytes, limit=max_bytes, source="--max-bytes")
+    from spikejit.graph_limits import set_limits
+
+    _guard(set_limits, nodes=max_nodes, edges=max_edges, depth=max_depth, source="spikejit --max-*")
 
 
 @app.command()
@@ -206,7 +218,9 @@ def one_line(e: SpikejitError) -> str:
     """The error on one line: its notes (the file, the pass) first, then the message's
     first line (the printed-IR excerpt that follows it is left out)."""
     first = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-    notes = [n.replace("\n", " ") for n in getattr(e, "__notes__", ())]
+    # jax.jit notes that it hid its frames from errors raised while tracing: not ours.
+    notes = [n.replace("\n", " ") for n in getattr(e, "__notes__", ())
+             if "JAX_TRACEBACK_FILTERING" not in n]
     return ": ".join([*notes, first])
 
 

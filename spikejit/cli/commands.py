@@ -14,15 +14,21 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spikejit.atomic import write_bytes_atomic
-from spikejit.errors import OptionError, SpikejitError
+from spikejit.atomic import check_writable_destination, write_bytes_atomic
+from spikejit.errors import OptionError, ParamError, SpikejitError
 from spikejit.ir.graph import Graph
+from spikejit.ir.interpreter import FLOAT32_RANGE, check_input_values
 from spikejit.limits import check_bytes, nbytes
 from spikejit.model_io import about_file, read_arrays, read_model, write_npz_atomic
 
 
 def _load(model: Path | None, dt: float | None, reset: str | None = None
           ) -> tuple[Path, Graph, dict[str, Any]]:
+    low, high = FLOAT32_RANGE
+    if dt is not None and not low <= dt <= high:  # NaN fails too
+        raise OptionError(f"--dt {dt!r}: the time step must be a number of seconds from "
+                          f"{low:.4g} to {high:.4g} (float32, which the model computes in: "
+                          f"1e300 would be inf and 1e-300 would be 0)")
     if model is None:
         from spikejit.examples import BUNDLED_DT, bundled_model_path
 
@@ -81,11 +87,19 @@ def _read_input(path: Path, graph: Graph) -> dict[str, np.ndarray]:
         if x.ndim != 2 + len(want) or tuple(x.shape[2:]) != want:
             raise OptionError(f"{path}: input %{nid} has shape {list(x.shape)}, expected "
                               f"[T, B, {', '.join(map(str, want))}]")
-        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
-            raise OptionError(f"{path}: input %{nid} has dtype {x.dtype}, expected numbers")
+        if x.dtype.kind not in "biuf":  # complex would lose its imaginary part in the cast
+            raise OptionError(f"{path}: input %{nid} has dtype {x.dtype}, expected real "
+                              f"numbers (bool, integers or floats)")
         if steps is not None and x.shape[0] != steps:
             raise OptionError(f"{path}: inputs disagree on T ({steps} vs {x.shape[0]})")
         steps = x.shape[0]
+        if steps == 0:
+            raise OptionError(f"{path}: input %{nid} has T = 0 time steps (shape "
+                              f"{list(x.shape)}); give at least one step")
+        try:  # NaN, Inf, or 1e300 (inf in float32) would run silently
+            check_input_values(f"input %{nid}", x, np.float32)
+        except ParamError as e:
+            raise OptionError(f"{path}: {e}") from None
         data[nid] = x.astype(np.float32)
     return data
 
@@ -97,6 +111,8 @@ def run_command(*, model: Path | None, input: Path | None, output: Path | None,
     """``spikejit run``: compile, run in chunks with state carried, report, save."""
     import jax
 
+    if output is not None:  # refuse a FIFO, a device, ... before the long part
+        check_writable_destination(output)
     path, graph, params = _load(model, dt, reset)
     t0 = time.perf_counter()
     compiled = _compile(path, graph, params, schedule=schedule, passes=passes)
@@ -208,6 +224,7 @@ def compile_command(*, model: Path, output: Path, dt: float | None, passes: str 
     """``spikejit compile``: optimise and save (IR text + params, no pickle)."""
     from spikejit.ir.serialize import save
 
+    check_writable_destination(output)
     path, graph, params = _load(model, dt, reset)
     compiled = _compile(path, graph, params, schedule="auto", passes=passes)
     save(output, compiled.graph, {k: np.asarray(v) for k, v in compiled.params.items()})
@@ -220,6 +237,7 @@ def viz_command(*, model: Path, output: Path, dt: float | None, schedule: str,
     """``spikejit viz``: DOT always; SVG through graphviz's ``dot`` if installed."""
     from spikejit.ir.dot import to_dot
 
+    check_writable_destination(output)
     path, graph, params = _load(model, dt)
     compiled = _compile(path, graph, params, schedule=schedule, passes=None)
     dot_text = to_dot(compiled.graph)

@@ -34,6 +34,7 @@ from spikejit.ir.graph import (
     Node,
     Use,
 )
+from spikejit.ir.interpreter import FLOAT32_RANGE
 from spikejit.ir.ops import OpError
 from spikejit.ir.shapes import infer_types
 from spikejit.ir.types import TensorType
@@ -129,6 +130,10 @@ def _attrs(dt: Any, reset: str, cuba_current: str, method: str) -> GraphAttrs:
         if not ok or not (math.isfinite(float(dt)) and float(dt) > 0):
             raise OptionError(f"from_nir: dt must be a finite number > 0 (seconds), got {dt!r}")
         dt = float(dt)
+        low, high = FLOAT32_RANGE  # 1e300 is inf in float32, 1e-300 is 0
+        if not low <= dt <= high:
+            raise OptionError(f"from_nir: dt={dt!r} cannot be represented in float32, which "
+                              f"the model computes in (from {low:.4g} to {high:.4g} s)")
     for name, value, allowed in (("reset", reset, RESET_OPTIONS),
                                  ("cuba_current", cuba_current, CUBA_CURRENT_OPTIONS),
                                  ("method", method, METHOD_OPTIONS)):

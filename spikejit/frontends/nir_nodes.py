@@ -27,6 +27,7 @@ from spikejit.frontends.nir_schema import (
     NodeMeta,
 )
 from spikejit.ir import ops as O
+from spikejit.ir.interpreter import not_representable
 from spikejit.ir.types import NUMPY_DTYPE_NAMES, ParamRef, TensorType, broadcastable
 
 #: Relative tolerance for a NIR delay to count as a whole number of steps.
@@ -154,12 +155,43 @@ def param(ctx: Ctx, name: str, *, elementwise: bool = False) -> ParamRef | None:
     if overflow:
         raise ctx.error(f"field {name!r} has values beyond the range of {dtype}, e.g. "
                         f"{arr[np.isinf(out) & np.isfinite(arr)].reshape(-1)[0]:.7g}")
+    if name in TIME_CONSTANTS:  # > 0 as given, but 1e-300 is 0 in float32: h/tau = inf
+        small = not_representable(out, out.dtype) & np.isfinite(arr)
+        if small.any():
+            raise ctx.error(f"time constant {name!r} has values too small for {dtype}, e.g. "
+                            f"{arr[small].reshape(-1)[0]:.7g}: they would run as 0")
     previous = ctx.params.get(pname)
     if previous is not None and (previous.shape != out.shape or previous.dtype != out.dtype
                                  or not np.array_equal(previous, out)):
         raise ctx.error(f"parameter name {pname!r} is used twice with different values")
     ctx.params[pname] = out
     return ParamRef(pname, TensorType(out.shape, dtype))
+
+
+def _check_coefficients(ctx: Ctx, refs: dict[str, Any]) -> None:
+    """The step coefficients ``dt/tau`` (and ``dt*r`` of I and IF), computed in the
+    parameter's dtype as the model does, must be finite: ``dt=1e10`` with ``tau=1e-30``
+    overflows float32. Large finite coefficients (an unstable Euler step) are allowed."""
+    if ctx.dt is None:
+        return
+    for name, ref in refs.items():
+        is_r = name == "r" and ctx.node.kind in ("I", "IF")
+        if not isinstance(ref, ParamRef) or not (name in TIME_CONSTANTS or is_r):
+            continue
+        value = ctx.params[ref.name]
+        dtype = ref.type.dtype
+        with np.errstate(all="ignore"):  # overflow is what is looked for
+            h = np.asarray(ctx.dt).astype(value.dtype)
+            coef = h * value if is_r else h / value
+        if not_representable(ctx.dt, value.dtype):  # f16/bf16: float32's range is checked
+            raise ctx.error(f"dt={ctx.dt!r} cannot be represented in {dtype}, the dtype of "
+                            f"{name!r}")
+        bad = ~np.isfinite(coef)
+        if bad.any():
+            first = float(np.broadcast_to(value, bad.shape)[bad].reshape(-1)[0])
+            what = "dt*r" if is_r else f"dt/{name}"
+            raise ctx.error(f"{what} overflows {dtype} (dt={ctx.dt!r} s, {name}={first:.7g}): "
+                            f"the step coefficient would be inf")
 
 
 def _np_dtype(ctx: Ctx, dtype: str) -> Any:
@@ -290,6 +322,7 @@ def _delay(ctx: Ctx) -> O.Op:
 def _neuron(cls: type[O.Op], names: tuple[str, ...]) -> Callable[[Ctx], O.Op]:
     def build(ctx: Ctx) -> O.Op:
         kwargs: dict[str, Any] = {n: param(ctx, n, elementwise=True) for n in names}
+        _check_coefficients(ctx, kwargs)
         if ctx.meta.reset is not None and "reset" in {f.name for f in _fields(cls)}:
             kwargs["reset"] = ctx.meta.reset
         return cls(**kwargs)

@@ -11,21 +11,33 @@ file and the HDF5 path of the dataset.
 
 from __future__ import annotations
 
-import mmap
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spikejit.errors import FrontendError, ModelFileError
+from spikejit.errors import FrontendError, ModelFileError, SizeLimitError
+from spikejit.frontends.nir_hdf5 import (
+    FileFacts,
+    check_dataset,
+    check_file,
+    check_global_heaps,
+    check_links,
+    check_storage,
+    declared_bytes,
+    link_kind,
+    object_address,
+)
 from spikejit.frontends.nir_schema import NIR_NODES, supported_kinds
-from spikejit.limits import check_bytes, nbytes
+from spikejit.graph_limits import check_count, limit
+from spikejit.limits import check_bytes
 
-#: Deeper nesting than this is refused (it only happens in damaged or hostile files).
-MAX_DEPTH = 32
+#: HDF5 groups, datasets and chunks read from one file, per node the node limit allows
+#: (:mod:`spikejit.graph_limits`): a node is a group with a few datasets, a large weight a
+#: few hundred chunks; this bounds the work of a small file of many tiny objects.
+OBJECTS_PER_NODE = 16
 
 
 @dataclass
@@ -64,11 +76,12 @@ class _Budget:
     label: str
     total: int = 0
 
-    def take(self, dataset: Any, path: str) -> None:
-        shape = dataset.shape or ()  # None for an empty (null) dataspace
-        self.total += nbytes(shape, dataset.dtype.itemsize)
-        check_bytes(self.total, f"NIR file {self.label!r}: dataset {path} and those read "
-                                f"before it")
+    def take(self, size: int, path: str, transient: int = 0) -> None:
+        """Add ``size`` bytes for the dataset at ``path``; ``transient`` more are needed
+        only while it is read (a chunk being decompressed)."""
+        self.total += size
+        check_bytes(self.total + transient, f"NIR file {self.label!r}: dataset {path} and "
+                                            f"those read before it")
 
 
 # -- files --------------------------------------------------------------------------------
@@ -76,8 +89,15 @@ class _Budget:
 def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
     """Read a ``.nir`` file without ``nir``'s constructors or type check.
 
+    Only what a NIR file holds is read: groups and numeric or text datasets of this file,
+    each reached through one plain link. External storage, virtual datasets, soft and
+    external links, objects linked twice, filters other than gzip/shuffle/fletcher32 and
+    text or chunks whose stored size lies are refused before libhdf5 reads any data
+    (see :mod:`spikejit.frontends.nir_hdf5`).
+
     Raises:
-        ModelFileError: The file is missing, not HDF5, truncated, or lacks the NIR layout.
+        ModelFileError: The file is missing, not HDF5, truncated, lacks the NIR layout, or
+            holds one of the HDF5 features above.
         FrontendError: A node has a type that NIR 1.0.8 does not define.
         SizeLimitError: Its datasets declare more bytes than the limit
             (:mod:`spikejit.limits`); checked before each is read.
@@ -90,17 +110,22 @@ def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
         raise ModelFileError(f"NIR file {label!r} does not exist or is not a file")
     # The heap check below reads the whole file: a file beyond the limit (a sparse one
     # can claim terabytes) is refused first.
-    check_bytes(path.stat().st_size, f"NIR file {label!r} (the file itself)")
-    check_global_heaps(path)
+    size = path.stat().st_size
+    check_bytes(size, f"NIR file {label!r} (the file itself)")
+    facts = FileFacts(path, size, check_global_heaps(path))
     try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise ModelFileError(f"NIR file {label!r} is not a readable HDF5 file ({e})") from None
     try:
         with f:
-            if "node" not in f or not isinstance(f["node"], h5py.Group):
+            check_file(f, facts, f"NIR file {label!r}")
+            walk = _FileWalk(label, facts)
+            walk.seen[object_address(f)] = "/"
+            node = walk.child(f, "", "node")
+            if not isinstance(node, h5py.Group):
                 raise ModelFileError(f"NIR file {label!r} has no '/node' group; is it a NIR file?")
-            graph = _read_group(f["node"], label, "/node", 0, _Budget(label))
+            graph = walk.tree(node)
             if not isinstance(graph, RawGraph):
                 raise ModelFileError(f"NIR file {label!r}: '/node' is a {graph.kind} node, "
                                      f"expected the top-level NIRGraph")
@@ -110,100 +135,158 @@ def read_nir_file(path: str | os.PathLike[str]) -> RawGraph:
         raise ModelFileError(f"NIR file {label!r} is damaged: {e}") from None
 
 
-def check_global_heaps(path: Path) -> None:
-    """Refuse a file whose HDF5 global heap (where variable-length strings live) is damaged.
+class _FileWalk:
+    """One pass over a file's ``/node`` tree: every object is reached once, through hard
+    links only, and datasets are checked before they are read."""
 
-    The HDF5 library loops forever on some damaged heap collections (an object header
-    zeroed in the middle of a collection), so the collections are walked here first, using
-    the layout of the HDF5 file format (version-1 collections, 8-byte lengths, as h5py
-    writes them): ``"GCOL"``, version 1, 3 reserved bytes, the collection size, then objects
-    ``(index: u16, refcount: u16, reserved: 4 bytes, size: u64, data padded to 8 bytes)``
-    up to a free-space object (index 0) whose size is exactly the rest of the collection.
-    """
-    with path.open("rb") as fh:
+    def __init__(self, label: str, facts: FileFacts) -> None:
+        self.label = label
+        self.facts = facts
+        self.budget = _Budget(label)
+        self.seen: dict[int, str] = {}  # object header address -> the path it was reached by
+        self.nodes = 1  # the top-level graph
+        self.objects = 0
+        self.max_objects = OBJECTS_PER_NODE * limit("nodes")
+
+    def count(self, n: int, path: str) -> None:
+        """Count HDF5 objects (links in the groups walked, chunks) as they are listed."""
+        self.objects += n
+        if self.objects > self.max_objects:
+            at = path.removeprefix(f"NIR file {self.label!r}: ")  # as the checks name it
+            raise SizeLimitError(
+                f"NIR file {self.label!r}: more than {self.max_objects:,} HDF5 groups, "
+                f"datasets and chunks (at {at}; {OBJECTS_PER_NODE} per node of the node "
+                f"limit: raise it with the CLI's --max-nodes, the environment variable "
+                f"SPIKEJIT_MAX_NODES or spikejit.graph_limits.set_limits)",
+                nbytes=self.objects, limit=self.max_objects)
+
+    def links(self, group: Any, path: str) -> list[str]:
+        """The names in ``group`` (at ``path``), all hard links, counted."""
+        return check_links(group, f"NIR file {self.label!r}: {path}", self.count)
+
+    def child(self, group: Any, path: str, name: str) -> Any:
+        """The object linked as ``name`` in ``group`` (None if absent), through a hard link,
+        and not reached before under another name."""
+        where = f"{path}/{name}"
+        if not link_kind(group, name, f"NIR file {self.label!r}: {where}"):
+            return None
+        obj = group[name]
+        addr = object_address(obj)
+        first = self.seen.setdefault(addr, where)
+        if first != where:
+            # Real writers never share objects; shared subgraphs, level after level, would
+            # make the walk exponential.
+            raise ModelFileError(f"NIR file {self.label!r}: {where} is the same HDF5 object "
+                                 f"as {first} (linked under two names); refused")
+        return obj
+
+    def tree(self, top: Any) -> RawNode | RawGraph:
+        """The nodes under ``top``, depth-first in stored order, with a stack: the file sets
+        the depth (up to the limit), not Python's recursion limit."""
+        root, stack = self.node(top, "/node", 0)
+        stack.reverse()
+        while stack:
+            nodes, name, group, path, depth = stack.pop()
+            nodes[name], children = self.node(group, path, depth)
+            stack.extend(reversed(children))
+        return root
+
+    def node(self, group: Any, path: str, depth: int) -> tuple[RawNode | RawGraph, list[Any]]:
+        """One node group read; for a graph, its subgroups still to read, as
+        ``(graph.nodes, name, group, path, depth)``."""
+        import h5py
+
+        names = self.links(group, path)
+        if "type" not in names:
+            raise ModelFileError(f"NIR file {self.label!r}: node group {path} has no 'type' "
+                                 f"dataset")
+        kind = _as_str(self.dataset(group, path, "type"), self.label, f"{path}/type")
+        where = f"{self.label}:{path}"
+        metadata = self.metadata(group, path)
+        if kind == "NIRGraph":
+            check_count("depth", depth, f"NIR file {self.label!r}: graph {path}")
+            nodes_group = self.child(group, path, "nodes")
+            if not isinstance(nodes_group, h5py.Group):
+                raise ModelFileError(f"NIR file {self.label!r}: graph {path} has no 'nodes' "
+                                     f"group")
+            graph = RawGraph({}, [], metadata, where)
+            children = []
+            for name in self.links(nodes_group, f"{path}/nodes"):
+                child = self.child(nodes_group, f"{path}/nodes", name)
+                if not isinstance(child, h5py.Group):
+                    raise ModelFileError(f"NIR file {self.label!r}: {path}/nodes/{name} is "
+                                         f"not a group")
+                self.nodes += 1
+                check_count("nodes", self.nodes, f"NIR file {self.label!r}")
+                children.append((graph.nodes, name, child, f"{path}/nodes/{name}", depth + 1))
+            graph.edges = self.edges(group, path) if "edges" in names else []
+            return graph, children
+        if kind not in NIR_NODES:
+            raise FrontendError(f"NIR file {self.label!r}: node {path} has type {kind!r}, "
+                                f"which NIR 1.0.8 does not define; supported: "
+                                f"{supported_kinds()}")
+        fields: dict[str, Any] = {}
+        for key in names:
+            if key in ("type", "metadata"):
+                continue
+            value = self.dataset(group, path, key)
+            fields[key] = _as_str(value, self.label, f"{path}/{key}") if _is_text(value) \
+                else value
+        return RawNode(kind, fields, metadata, where), []
+
+    def dataset(self, group: Any, path: str, key: str) -> Any:
+        """Check, then read, the dataset linked as ``key`` in ``group``."""
+        import h5py
+
+        where = f"{path}/{key}"
         try:
-            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except (ValueError, OSError):  # an empty file cannot be mapped: h5py reports it
-            return
-        with data:
-            start = data.find(b"GCOL")
-            while start >= 0:
-                if data[start + 4:start + 8] == b"\x01\x00\x00\x00":
-                    problem = _heap_problem(data, start)
-                    if problem:
-                        raise ModelFileError(f"NIR file {str(path)!r} is damaged: the HDF5 "
-                                             f"global heap at byte {start} {problem}")
-                start = data.find(b"GCOL", start + 4)
-
-
-def _heap_problem(data: Any, start: int) -> str | None:
-    if start + 16 > len(data):
-        return "is cut off"
-    (size,) = struct.unpack_from("<Q", data, start + 8)
-    end = start + size
-    if size < 16 or end > len(data):
-        return f"claims {size} bytes, beyond the end of the file"
-    p = start + 16
-    while p + 16 <= end:
-        index = struct.unpack_from("<H", data, p)[0]
-        (length,) = struct.unpack_from("<Q", data, p + 8)
-        if index == 0:
-            return None if length == end - p else "has a damaged free-space record"
-        p += 16 + (length + 7) // 8 * 8
-    return None if p <= end else "has an object that runs past its end"
-
-
-def _read_group(group: Any, label: str, path: str, depth: int,
-                budget: _Budget) -> RawNode | RawGraph:
-    import h5py
-
-    if depth > MAX_DEPTH:
-        raise ModelFileError(f"NIR file {label!r}: graphs nested deeper than {MAX_DEPTH} "
-                             f"levels at {path}")
-    if "type" not in group:
-        raise ModelFileError(f"NIR file {label!r}: node group {path} has no 'type' dataset")
-    kind = _as_str(_dataset(group, "type", label, path, budget), label, f"{path}/type")
-    where = f"{label}:{path}"
-    metadata = _read_metadata(group, label, path, budget)
-    if kind == "NIRGraph":
-        nodes_group = group.get("nodes")
-        if not isinstance(nodes_group, h5py.Group):
-            raise ModelFileError(f"NIR file {label!r}: graph {path} has no 'nodes' group")
-        nodes: dict[str, RawNode | RawGraph] = {}
-        for name in nodes_group:
-            child = nodes_group[name]
-            if not isinstance(child, h5py.Group):
-                raise ModelFileError(f"NIR file {label!r}: {path}/nodes/{name} is not a group")
-            nodes[name] = _read_group(child, label, f"{path}/nodes/{name}", depth + 1, budget)
-        edges = _read_edges(group, label, path, budget) if "edges" in group else []
-        return RawGraph(nodes, edges, metadata, where)
-    if kind not in NIR_NODES:
-        raise FrontendError(f"NIR file {label!r}: node {path} has type {kind!r}, which NIR "
-                            f"1.0.8 does not define; supported: {supported_kinds()}")
-    fields: dict[str, Any] = {}
-    for key in group:
-        if key in ("type", "metadata"):
-            continue
-        item = group[key]
+            item = self.child(group, path, key)
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise ModelFileError(f"NIR file {self.label!r}: {where} cannot be opened "
+                                 f"({e})") from None
         if not isinstance(item, h5py.Dataset):
-            raise ModelFileError(f"NIR file {label!r}: {path}/{key} should be a dataset")
-        value = _dataset(group, key, label, path, budget)
-        fields[key] = _as_str(value, label, f"{path}/{key}") if _is_text(value) else value
-    return RawNode(kind, fields, metadata, where)
+            raise ModelFileError(f"NIR file {self.label!r}: {where} should be a dataset")
+        return self.read(item, where)
 
+    def read(self, item: Any, where: str) -> Any:
+        what = f"NIR file {self.label!r}: dataset {where}"
+        try:
+            check_dataset(item, what)  # first: nothing here opens another file
+            size, chunk = declared_bytes(item)
+            self.budget.take(size, where, transient=chunk)
+            text = check_storage(item, what, self.facts, self.count)
+            self.budget.take(text, where, transient=chunk)
+            return item[()]
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise ModelFileError(f"{what} cannot be read ({e})") from None
 
-def _dataset(group: Any, key: str, label: str, path: str, budget: _Budget) -> Any:
-    import h5py
+    def edges(self, group: Any, path: str) -> list[tuple[str, str]]:
+        raw = np.asarray(self.dataset(group, path, "edges"))
+        if raw.size == 0:
+            return []
+        if raw.ndim != 2 or raw.shape[1] != 2:
+            raise ModelFileError(f"NIR file {self.label!r}: dataset {path}/edges should be a "
+                                 f"list of (source, target) pairs, got shape "
+                                 f"{list(raw.shape)}")
+        where = f"{path}/edges"
+        return [(_as_str(a, self.label, where), _as_str(b, self.label, where))
+                for a, b in raw]
 
-    try:
-        item = group[key]
-        if not isinstance(item, h5py.Dataset):
-            raise ModelFileError(f"NIR file {label!r}: {path}/{key} should be a dataset")
-        budget.take(item, f"{path}/{key}")
-        return item[()]
-    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise ModelFileError(f"NIR file {label!r}: dataset {path}/{key} cannot be read "
-                             f"({e})") from None
+    def metadata(self, group: Any, path: str) -> dict[str, Any]:
+        import h5py
+
+        meta = self.child(group, path, "metadata")
+        if not isinstance(meta, h5py.Group):
+            return {}
+        where = f"{path}/metadata"
+        out: dict[str, Any] = {}
+        for key in self.links(meta, where):
+            item = self.child(meta, where, key)
+            if isinstance(item, h5py.Dataset):  # nested groups (nir writes dicts so) are skipped
+                value = self.read(item, f"{where}/{key}")
+                out[key] = _as_str(value, self.label, f"{where}/{key}") if _is_text(value) \
+                    else value
+        return out
 
 
 def _is_text(value: Any) -> bool:
@@ -224,32 +307,6 @@ def _as_str(value: Any, label: str, path: str) -> str:
     raise ModelFileError(f"NIR file {label!r}: dataset {path} should hold text, got {value!r}")
 
 
-def _read_edges(group: Any, label: str, path: str, budget: _Budget) -> list[tuple[str, str]]:
-    raw = np.asarray(_dataset(group, "edges", label, path, budget))
-    if raw.size == 0:
-        return []
-    if raw.ndim != 2 or raw.shape[1] != 2:
-        raise ModelFileError(f"NIR file {label!r}: dataset {path}/edges should be a list of "
-                             f"(source, target) pairs, got shape {list(raw.shape)}")
-    where = f"{path}/edges"
-    return [(_as_str(a, label, where), _as_str(b, label, where)) for a, b in raw]
-
-
-def _read_metadata(group: Any, label: str, path: str, budget: _Budget) -> dict[str, Any]:
-    import h5py
-
-    meta = group.get("metadata")
-    if not isinstance(meta, h5py.Group):
-        return {}
-    out: dict[str, Any] = {}
-    for key in meta:
-        item = meta[key]
-        if isinstance(item, h5py.Dataset):
-            value = _dataset(meta, key, label, f"{path}/metadata", budget)
-            out[key] = _as_str(value, label, f"{path}/metadata/{key}") if _is_text(value) else value
-    return out
-
-
 # -- nir objects --------------------------------------------------------------------------
 
 def read_nir_object(graph: Any, *, label: str = "NIR graph") -> RawGraph:
@@ -260,20 +317,72 @@ def read_nir_object(graph: Any, *, label: str = "NIR graph") -> RawGraph:
 
     Raises:
         FrontendError: A node is not a NIR node (e.g. ``None`` left by an exporter that
-            could not convert a layer) or has a type NIR 1.0.8 does not define.
+            could not convert a layer) or has a type NIR 1.0.8 does not define; or a
+            graph contains itself.
+        SizeLimitError: The graph, its subgraphs expanded, has more nodes or levels than
+            :mod:`spikejit.graph_limits` allows.
     """
-    return _object_graph(graph, label, "", 0)
+    _check_expanded(graph, label)
+    root, stack = _object_graph(graph, label, "")
+    stack.reverse()
+    while stack:  # a stack, not recursion: the depth is the graph's (up to the limit)
+        nodes, name, node, path = stack.pop()
+        nodes[name], children = _object_graph(node, label, path)
+        stack.extend(reversed(children))
+    return root
 
 
-def _object_graph(graph: Any, label: str, path: str, depth: int) -> RawGraph:
-    if depth > MAX_DEPTH:
-        raise FrontendError(f"{label}: graphs nested deeper than {MAX_DEPTH} levels at {path!r}")
+def _check_expanded(graph: Any, label: str) -> None:
+    """Count the nodes ``graph`` has once every subgraph is expanded, before expanding: the
+    same subgraph object may appear twice (legitimately), but twice per level, 32 levels
+    deep, it is 2**32 nodes. Each distinct graph object is counted once (``sizes``); one
+    inside itself is refused. Anything malformed counts 1 (:func:`_object_graph` reports
+    it)."""
+    sizes: dict[int, int] = {}
+    frames = [[graph, "", iter(_node_items(graph)), 1]]  # graph, path, items left, total
+    while frames:
+        frame = frames[-1]
+        for name, node in frame[2]:
+            if id(node) in sizes:
+                frame[3] += sizes[id(node)]
+            elif any(f[0] is node for f in frames):
+                raise FrontendError(f"{label}: subgraph {frame[1] + str(name)!r} contains "
+                                    f"itself (a graph cannot be its own node)")
+            elif _is_graph(node):
+                check_count("depth", len(frames), f"{label}: graph {frame[1] + str(name)!r}")
+                frames.append([node, f"{frame[1]}{name}/", iter(_node_items(node)), 1])
+                break
+            else:
+                frame[3] += 1
+        else:
+            frames.pop()
+            sizes[id(frame[0])] = frame[3]
+            if frames:
+                frames[-1][3] += frame[3]
+    check_count("nodes", sizes[id(graph)], f"{label} (subgraphs counted each time they "
+                                           f"appear)")
+
+
+def _node_items(graph: Any) -> list[tuple[Any, Any]]:
+    nodes = getattr(graph, "nodes", None)
+    return list(nodes.items()) if isinstance(nodes, dict) else []
+
+
+def _is_graph(node: Any) -> bool:
+    return any(c.__name__ == "NIRGraph" and c.__module__.startswith("nir")
+               for c in type(node).__mro__)
+
+
+def _object_graph(graph: Any, label: str, path: str) -> tuple[RawGraph, list[Any]]:
+    """One graph object read; its subgraphs still to read, as
+    ``(graph.nodes, name, subgraph, path)``."""
     nodes_attr = getattr(graph, "nodes", None)
     edges_attr = getattr(graph, "edges", None)
     if not isinstance(nodes_attr, dict) or edges_attr is None:
         raise FrontendError(f"{label}: expected a nir.NIRGraph (with 'nodes' and 'edges'), "
                             f"got {type(graph).__name__}")
     nodes: dict[str, RawNode | RawGraph] = {}
+    children = []
     for name, node in nodes_attr.items():
         where = f"{label}:{path}{name}"
         if not isinstance(name, str):
@@ -285,7 +394,8 @@ def _object_graph(graph: Any, label: str, path: str, depth: int) -> RawGraph:
                 f"exporter that could not convert a layer leaves such entries); supported: "
                 f"{supported_kinds()}")
         if kind == "NIRGraph":
-            nodes[name] = _object_graph(node, label, f"{path}{name}/", depth + 1)
+            nodes[name] = RawGraph({}, [])  # filled in place by read_nir_object
+            children.append((nodes, name, node, f"{path}{name}/"))
         else:
             fields = _object_fields(node, kind, f"{label}: node {path + name!r}")
             nodes[name] = RawNode(kind, fields, _metadata(node), where)
@@ -294,7 +404,7 @@ def _object_graph(graph: Any, label: str, path: str, depth: int) -> RawGraph:
     except (TypeError, ValueError):
         raise FrontendError(f"{label}: edges of graph {path or '/'} must be (source, target) "
                             f"pairs") from None
-    return RawGraph(nodes, edges, _metadata(graph), f"{label}:{path or '/'}")
+    return RawGraph(nodes, edges, _metadata(graph), f"{label}:{path or '/'}"), children
 
 
 def _object_kind(node: Any) -> str | None:

@@ -39,8 +39,10 @@ step (zero-order hold):
 * I / IF: unchanged (Euler is already exact for a held input).
 
 Floating point follows IEEE rules silently (an overflow gives ``inf``, as in the compiled
-model); numpy's warnings are switched off while simulating. ``graph.schedule`` is ignored:
-a schedule says how to execute, the uses say what is computed.
+model); numpy's warnings are switched off while simulating. Input data must be finite in
+the computation dtype (:func:`check_input_values`), as for the compiled model.
+``graph.schedule`` is ignored: a schedule says how to execute, the uses say what is
+computed.
 
 State layout (shared with the JAX lowering) is described in :func:`state_spec`.
 """
@@ -141,6 +143,51 @@ def _as_numeric(what: str, value: Any, dtype: np.dtype) -> Array:
     return arr.astype(dtype)
 
 
+#: The positive values float32 computes as themselves: ``1e300`` is ``inf`` and ``1e-300``
+#: is ``0``, and XLA flushes the subnormal values below the smallest normal one to ``0``.
+FLOAT32_RANGE: tuple[float, float] = (float(np.finfo(np.float32).tiny),
+                                      float(np.finfo(np.float32).max))
+
+
+def not_representable(values: Any, dtype: Any) -> np.ndarray:
+    """Where nonzero, finite ``values`` become ``0`` or ``inf`` when a compiled model casts
+    them to ``dtype``, counting the subnormal values XLA flushes to ``0`` (float32 and
+    bfloat16; float16 is computed in float32, where its subnormal values are normal)."""
+    with np.errstate(all="ignore"):
+        cast = np.asarray(values).astype(dtype).astype(np.float64)
+    tiny = np.finfo(np.float64 if np.dtype(dtype) == np.float64 else np.float32).tiny
+    return ~np.isfinite(cast) | (np.abs(cast) < tiny)
+
+
+def check_input_values(what: str, arr: np.ndarray, dtype: Any, *,
+                       allow_nonfinite: bool = False) -> None:
+    """:class:`ParamError` naming the first index of ``arr`` (``[T, B, ...]`` input data of
+    bool, int or float) whose value is NaN or Inf (unless ``allow_nonfinite``), or becomes
+    Inf in ``dtype`` (1e300 in float32), the dtype the model computes in: a cast would
+    change such values silently.
+
+    Costs a minimum and a maximum over ``arr``; the index is looked for only on failure.
+    """
+    if arr.dtype.kind not in "iuf" or arr.size == 0:
+        return
+    with np.errstate(all="ignore"):  # the overflow of the cast is what is looked for
+        ends = np.array([arr.min(), arr.max()]).astype(dtype)  # NaN propagates
+        if np.isfinite(ends).all():
+            return
+        bad = ~np.isfinite(arr.astype(dtype))
+        if allow_nonfinite:
+            bad &= np.isfinite(arr)
+        if not bad.any():
+            return
+    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), arr.shape))
+    value = arr[index]
+    where = f"at index {_dims(index)} (time step {index[0]})"
+    if np.isfinite(value):
+        raise ParamError(f"{what} holds {float(value):.7g} {where}, beyond the range of "
+                         f"{np.dtype(dtype).name}, the dtype the model computes in")
+    raise ParamError(f"{what} holds {value} {where}; input data must be finite numbers")
+
+
 def _check_inputs(graph: Graph, x: Any, dtype: np.dtype) -> tuple[dict[str, Array], int, int]:
     """The input data keyed by input id, each ``[T, B, *shape]``, and ``T``, ``B``."""
     names = graph.inputs
@@ -169,6 +216,8 @@ def _check_inputs(graph: Graph, x: Any, dtype: np.dtype) -> tuple[dict[str, Arra
         if arr.ndim != 2 + len(shape) or arr.shape[2:] != shape:
             raise ParamError(f"input %{nid}: expected an array of shape {_dims(('T', 'B', *shape))}"
                              f" (time, batch, then the per-step shape), got {_dims(arr.shape)}")
+        if not np.isfinite(arr).all():  # name the value as given, before the cast
+            check_input_values(f"input %{nid}", np.asarray(value), dtype)
         if first is None:
             first = (nid, arr.shape[0], arr.shape[1])
         elif arr.shape[:2] != first[1:]:
@@ -231,6 +280,20 @@ def _check_state(state: Any, spec: dict[str, dict[str, tuple[int, ...]]],
                                  f"({_describe(var, shape)}), got {_dims(arr.shape)}")
             out[nid][var] = arr
     return out
+
+
+def _check_dt(graph: Graph, dtype: np.dtype) -> None:
+    """:class:`OptionError` if ``dt`` is ``0`` or ``inf`` in ``dtype`` and a node uses it
+    (NumPy keeps subnormal values, unlike XLA)."""
+    dt = graph.attrs.dt
+    user = next((n for n in graph.nodes if n.op.uses_dt), None)
+    if dt is None or user is None:
+        return
+    with np.errstate(all="ignore"):
+        h = np.asarray(dt).astype(dtype)
+    if h == 0 or not np.isfinite(h):
+        raise OptionError(f"dt={dt!r} cannot be represented in {dtype.name}, the dtype of the "
+                          f"simulation (%{user.id} ({user.op.mnemonic}) computes with it)")
 
 
 def _contexts(graph: Graph, params: Mapping[str, Any], dtype: np.dtype) -> dict[str, StepContext]:
@@ -343,8 +406,9 @@ def interpret(
         params: ``{name: array}`` holding exactly the graph's user parameters
             (:meth:`~spikejit.ir.graph.Graph.user_param_refs`), each of its declared shape
             and dtype; derived parameters are computed from them first.
-        x: Time-major input ``[T, B, *shape]`` (bool, int or float); a dict keyed by
-            ``io.input`` id when the graph has several inputs (allowed for one too).
+        x: Time-major input ``[T, B, *shape]`` (bool, int or float, finite in ``dtype``);
+            a dict keyed by ``io.input`` id when the graph has several inputs (allowed for
+            one too). ``T = 0`` gives empty outputs and the state unchanged.
         state: The state to start from, as returned with ``return_state=True`` (layout in
             :func:`state_spec`); default all zeros.
         return_state: Also return the state after the last step.
@@ -360,8 +424,10 @@ def interpret(
 
     Raises:
         VerifyError: The graph is malformed (or names a node the message shows).
-        ParamError: ``params``, ``x`` or ``state`` do not match the graph.
-        OptionError: ``graph`` is not a Graph, or ``dtype`` or ``trace`` is invalid.
+        ParamError: ``params``, ``x`` or ``state`` do not match the graph, or ``x`` holds
+            NaN, Inf or values beyond the range of ``dtype`` (named with the first index).
+        OptionError: ``graph`` is not a Graph, or ``dtype`` or ``trace`` is invalid, or
+            ``dt`` is ``0`` or ``inf`` in ``dtype``.
     """
     if not isinstance(graph, Graph):
         raise OptionError(f"graph must be a spikejit.ir.Graph, got {type(graph).__name__}")
@@ -369,6 +435,7 @@ def interpret(
     verify(graph)
     verify_params(graph, params)
     graph = _typed(graph)
+    _check_dt(graph, dt)
     # IEEE semantics without warnings, as in the compiled model (casts included).
     with np.errstate(all="ignore"):
         data, steps, batch = _check_inputs(graph, x, dt)

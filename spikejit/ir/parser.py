@@ -16,7 +16,6 @@ parses and :func:`spikejit.ir.verify.verify` then names the node at fault.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import functools
 import json
@@ -32,11 +31,15 @@ from spikejit.ir.graph import Graph, GraphAttrs, Node, Use
 from spikejit.ir.ops import OPS, Op
 from spikejit.ir.schedule import SEGMENT_KINDS, Schedule, Segment
 from spikejit.ir.types import DTYPES, ParamRef, TensorType
+from spikejit.limits import TEXT_COST, check_text_bytes, max_bytes
 
 _BARE = re.compile(r"[A-Za-z0-9_.:/\-]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _INT = re.compile(r"\d+")
+#: Whitespace and ``//`` comments, in one match. Possessive (``++``, ``*+``): a plain
+#: ``(...)*`` keeps a backtracking entry per repetition, gigabytes for a file of comments.
+_SKIP = re.compile(r"(?:[ \t\r\n]++|//[^\n]*+)*+")
 _R = TypeVar("_R")
 _JSON = json.JSONDecoder()
 #: Longest integer literal accepted: anything longer is no sensible size, step or stride
@@ -77,19 +80,35 @@ def parse(text: str) -> Graph:
 def parse_file(path: str | os.PathLike[str]) -> Graph:
     """Parse a UTF-8 text file holding one graph (e.g. ``model.snir``).
 
+    The file's size is checked against the limit before it is read (text counts
+    :data:`~spikejit.limits.TEXT_COST` times over, for the graph parsed from it), and no
+    more than that is read, whatever the size said (a device or a growing file).
+
     Raises:
         ModelFileError: The file cannot be read or is not UTF-8.
+        SizeLimitError: The file is too big to parse within the limit.
         ParseError: The text is not a graph; a note names the file.
     """
+    where = f"IR file {os.fspath(path)!r}"
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            check_text_bytes(os.fstat(f.fileno()).st_size, where)
+            # In chunks, and no more than the limit allows: the size said nothing true
+            # if the file grew or is a device (and read(n) reserves n bytes up front).
+            most, total = max_bytes() // TEXT_COST, 0
+            chunks: list[str] = []
+            while chunk := f.read(2**20):
+                total += len(chunk)  # characters: at least a byte each
+                if total > most:
+                    check_text_bytes(total, where)
+                chunks.append(chunk)
+            text = "".join(chunks)
     except (OSError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"cannot read IR file {os.fspath(path)!r}: {e}") from None
+        raise ModelFileError(f"cannot read {where}: {e}") from None
     try:
         return parse(text)
     except ParseError as e:
-        e.add_note(f"in IR file {os.fspath(path)!r}")
+        e.add_note(f"in {where}")
         raise
 
 
@@ -100,34 +119,28 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.depth = 0  # nesting of list values
-        # Only "\n" ends a line: names may legally hold other Unicode line separators.
-        self.line_starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+        # Lines are counted only when an error or a message needs one: a table of line
+        # starts took ~60 bytes per line, so 20 MB of blank lines took over a gigabyte.
 
     # -- errors and low-level scanning ----------------------------------------------
     def error(self, reason: str, pos: int | None = None) -> ParseError:
         pos = self.pos if pos is None else pos
-        line = self.line_of(pos) - 1
-        start = self.line_starts[line]
-        end = self.text.find("\n", start)
+        start = self.text.rfind("\n", 0, pos) + 1
+        end = self.text.find("\n", pos)
         source = self.text[start : len(self.text) if end < 0 else end]
-        return ParseError(reason, line=line + 1, column=pos - start + 1, source_line=source)
+        return ParseError(reason, line=self.line_of(pos), column=pos - start + 1,
+                          source_line=source)
 
     def line_of(self, pos: int) -> int:
-        """1-based line number of a position."""
-        return bisect.bisect_right(self.line_starts, pos)
+        """1-based line number of a position (only "\\n" ends a line: names may legally
+        hold other Unicode line separators)."""
+        return self.text.count("\n", 0, pos) + 1
 
     def skip(self) -> None:
         """Skip whitespace and ``//`` comments."""
-        text, n = self.text, len(self.text)
-        while self.pos < n:
-            c = text[self.pos]
-            if c in " \t\r\n":
-                self.pos += 1
-            elif text.startswith("//", self.pos):
-                end = text.find("\n", self.pos)
-                self.pos = n if end < 0 else end
-            else:
-                return
+        m = _SKIP.match(self.text, self.pos)
+        assert m is not None  # the pattern matches the empty string
+        self.pos = m.end()
 
     def at(self, token: str) -> bool:
         self.skip()

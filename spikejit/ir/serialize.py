@@ -16,18 +16,21 @@ are stored; derived ones are computed from them.
 Parameter names are stored in the header rather than as member names because names like
 ``S/lif1.tau`` or ``"my layer".w`` are not safe zip member names. ``bf16`` arrays are stored
 as their ``uint16`` bit patterns (``.npy`` has no bfloat16) and viewed back on load. Nothing
-is ever unpickled: archives are opened with ``allow_pickle=False``, so a file holding object
-arrays is rejected. Loading parses and verifies the graph and checks every array against
-the type its parameter reference declares.
+is ever unpickled: members are read with ``allow_pickle=False``, so a file holding object
+arrays is rejected, and only after every size the archive declares was checked. Loading
+parses and verifies the graph and checks every array against the type its parameter
+reference declares.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -37,7 +40,14 @@ from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
 from spikejit.ir.printer import print_graph
 from spikejit.ir.verify import check_array, param_owners, verify, verify_params
-from spikejit.limits import ARCHIVE_ERRORS, check_bytes, max_bytes, zip_member_bytes
+from spikejit.limits import (
+    ARCHIVE_ERRORS,
+    NPY_MAGIC,
+    NpzArchive,
+    array_file_kind,
+    check_text_bytes,
+    read_npy_header,
+)
 
 FORMAT = "spikejit-model"
 FORMAT_VERSION = 2
@@ -113,33 +123,23 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
     Raises:
         ModelFileError: The file is missing, not a spikejit model, from a newer format
             version, corrupt, or its IR text does not parse.
-        SizeLimitError: Its arrays declare more bytes than the limit (checked before
-            any is read).
+        SizeLimitError: Its arrays declare more bytes than the limit, or its IR text is
+            too long to parse within it (checked before any member is read; see
+            :class:`~spikejit.limits.NpzArchive`).
         VerifyError: The stored graph is malformed.
         ParamError: A stored array is missing, extra or of the wrong shape or dtype.
     """
     where = f"model file {os.fspath(path)!r}"
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{where} holds a single .npy array, not a spikejit model "
-                                 f"(an .npz archive)")
-        with archive:
-            # Every header is checked against the size limit before any array is read.
-            assert archive.zip is not None  # open until the end of the with block
-            sizes = zip_member_bytes(archive.zip)
-            if sum(sizes.values()) > max_bytes():
-                largest = max(sizes, key=sizes.__getitem__)
-                check_bytes(sum(sizes.values()), f"{where}: its arrays (the largest: "
-                                                 f"{_member_label(archive, largest)})")
-            members = {key: archive[key] for key in archive.files}
+        with open(path, "rb") as f:
+            members = _read_members(f, where)
     except SpikejitError:
         raise
     except FileNotFoundError:
         raise ModelFileError(f"{where} does not exist") from None
     except ARCHIVE_ERRORS as e:
-        # NumPy reports foreign or truncated files as OSError/ValueError/BadZipFile, and
-        # object (pickled) arrays as ValueError because allow_pickle is off.
+        # zipfile and NumPy report foreign or truncated files as OSError/ValueError/
+        # BadZipFile, and object (pickled) arrays as ValueError because allow_pickle is off.
         raise ModelFileError(f"{where} is not a readable .npz archive: {e}") from None
     header = _read_header(members, where)
     names: list[str] = header["params"]
@@ -186,22 +186,50 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
 
 
 #: What reading the header for a size-limit message may raise (it is a damaged file).
-_LABEL_ERRORS: tuple[type[BaseException], ...] = (*ARCHIVE_ERRORS, IndexError, AttributeError)
+_LABEL_ERRORS: tuple[type[BaseException], ...] = (
+    *ARCHIVE_ERRORS, IndexError, AttributeError, UnicodeDecodeError)
 
 
-def _member_label(archive: Any, member: str) -> str:
+def _read_members(f: BinaryIO, where: str) -> dict[str, np.ndarray]:
+    """Every member of the archive ``f``, checked before any is read: the archive's
+    declared sizes (:class:`~spikejit.limits.NpzArchive`), then its text members' sizes
+    counted as text to parse."""
+    head = f.read(len(NPY_MAGIC))
+    f.seek(0)
+    kind = array_file_kind(head)  # as np.load decides, from the first bytes
+    if kind == "npy":
+        raise ModelFileError(f"{where} holds a single .npy array, not a spikejit model "
+                             f"(an .npz archive)")
+    if kind is None:
+        found = "it is empty" if not head else f"it starts with {head!r}, not a zip prefix"
+        raise ModelFileError(f"{where} is not a readable .npz archive: {found}")
+    with NpzArchive(f, where, _member_label) as archive:
+        for key in (HEADER_KEY, IR_KEY):
+            header = archive.headers.get(key + ".npy")
+            if header is not None:
+                check_text_bytes(header.nbytes, f"{where}: member {key + '.npy'!r}")
+        return {name.removesuffix(".npy"): archive.read(name) for name in archive.names}
+
+
+def _member_label(archive: zipfile.ZipFile, member: str) -> str:
     """``parameter @name`` for a ``param_<i>.npy`` member when the header names it (and
-    is small enough to read safely), else the member name; for size-limit messages."""
+    is small and sound enough to read safely), else the member name; for size-limit
+    messages, which come before any member is read."""
     label = f"member {member!r}"
     index = member.removeprefix("param_").removesuffix(".npy")
     if not (member.startswith("param_") and index.isdigit()):
         return label
     try:
-        info = archive.zip.getinfo(HEADER_KEY + ".npy")
-        if info.file_size > 2**20:  # a real header is a few hundred bytes
+        info = archive.getinfo(HEADER_KEY + ".npy")
+        if info.file_size > 2**16:  # a real header is a few hundred bytes
             return label
-        names = json.loads(archive[HEADER_KEY].tobytes().decode("utf-8"))["params"]
-        return f"parameter @{names[int(index)]}"
+        with archive.open(info) as f:
+            raw = f.read()  # at most file_size bytes: zipfile stops there
+        header = read_npy_header(io.BytesIO(raw))
+        if header.dtype != np.uint8 or header.nbytes > len(raw) - header.offset:
+            return label
+        text = raw[header.offset : header.offset + header.nbytes].decode("utf-8")
+        return f"parameter @{json.loads(text)['params'][int(index)]}"
     except _LABEL_ERRORS:
         return label
 
@@ -219,7 +247,7 @@ def _read_text(members: Mapping[str, np.ndarray], key: str, where: str) -> str:
         raise ModelFileError(f"{where}: member {key!r} must be a 1-d uint8 array of UTF-8 "
                              f"text, got {array.dtype} of shape {list(array.shape)}")
     try:
-        return array.tobytes().decode("utf-8")
+        return str(array.data, "utf-8")  # decoded in place: no copy of the bytes first
     except UnicodeDecodeError as e:
         raise ModelFileError(f"{where}: member {key!r} is not valid UTF-8 ({e})") from None
 

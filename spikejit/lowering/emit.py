@@ -44,6 +44,7 @@ from jax.dtypes import canonicalize_dtype as canonical_dtype
 from spikejit.errors import LoweringError, OptionError, ParamError
 from spikejit.ir.analysis import param_nbytes
 from spikejit.ir.graph import Graph, Node
+from spikejit.ir.interpreter import FLOAT32_RANGE, check_input_values, not_representable
 from spikejit.ir.ops import Delay, Input
 from spikejit.ir.types import ITEMSIZE
 from spikejit.ir.verify import param_owners
@@ -153,7 +154,10 @@ class Program:
         self.history = {n.id: graph.max_use_delay(n.id) for n in graph.nodes
                         if graph.max_use_delay(n.id) > 0}
         self.trace_count = 0
+        #: (largest node, its bytes per sample and step, state bytes per sample), cached.
+        self._run_sizes: tuple[str, int, int] | None = None
         self._check_schedule()
+        self._check_dt()
         check_parallel(graph)
         #: Nodes whose recurrence runs as an associative scan (the schedule's ``parallel``).
         self.parallel = parallel_nodes(graph)
@@ -195,6 +199,20 @@ class Program:
                 if seg.kind == "layerwise":
                     done.add(nid)  # complete before the next node of the segment runs
             done |= members
+
+    def _check_dt(self) -> None:
+        """Refuse a ``dt`` that is ``0`` or ``inf`` where a node computes with it (1e-300 or
+        1e300 in float32): every state would be NaN or frozen, silently."""
+        dt = self.graph.attrs.dt
+        for n in self.graph.nodes:
+            if dt is None or not n.op.uses_dt:
+                continue
+            assert n.type is not None
+            dtype = np.dtype(canonical_dtype(JNP_DTYPES[n.type.dtype]))  # f64: x64 only
+            if not_representable(dt, dtype):
+                raise OptionError(f"dt={dt!r} cannot be represented in {dtype.name}, which "
+                                  f"%{n.id} ({n.op.mnemonic}) computes in (float32: from "
+                                  f"{FLOAT32_RANGE[0]:.4g} to {FLOAT32_RANGE[1]:.4g} s)")
 
     def _check_param_size(self) -> None:
         """Refuse parameters (derived ones included: a fold or a broadcast may make them
@@ -238,13 +256,20 @@ class Program:
 
     def check_run_size(self, steps: int, batch: int) -> None:
         """Refuse a call whose memory would exceed the size limit: the state plus the
-        largest ``[T, B, ...]`` node output, a lower bound of what the call needs."""
-        largest = max(self.graph.nodes, key=lambda n: n.type.nbytes if n.type else 0)
-        assert largest.type is not None
-        check_bytes(self.state_nbytes(batch) + largest.type.nbytes * steps * batch,
-                    f"a run of graph @{self.graph.name} over T={steps} steps with a batch of "
-                    f"{batch} (its state and its largest [T, B, ...] node output, "
-                    f"%{largest.id})")
+        largest ``[T, B, ...]`` node output, a lower bound of what the call needs.
+
+        O(1): runs on every ``CompiledModel.apply`` call, before ``jax.jit``.
+        """
+        if self._run_sizes is None:  # the state is linear in the batch size
+            largest = max(self.graph.nodes, key=lambda n: n.type.nbytes if n.type else 0)
+            assert largest.type is not None
+            self._run_sizes = (largest.id, largest.type.nbytes, self.state_nbytes(1))
+        nid, per_step, state_per_sample = self._run_sizes
+        total = (state_per_sample + per_step * steps) * batch
+        if total > max_bytes():
+            check_bytes(total, f"a run of graph @{self.graph.name} over T={steps} steps with a "
+                               f"batch of {batch} (its state and its largest [T, B, ...] node "
+                               f"output, %{nid})")
 
     def nonfinite_node(self, report: Any) -> tuple[str, int] | None:
         """``(node id, step)`` of the first non-finite value in a concrete ``report``
@@ -293,6 +318,15 @@ class Program:
     # -- inputs and params ---------------------------------------------------------------
     def check_inputs(self, x: Any) -> tuple[dict[str, Array], int, int]:
         """``(inputs by id, T, B)``; data cast to the input types' dtypes."""
+        data, steps, batch = self.input_arrays(x)
+        out = {nid: jnp.asarray(value, _dtype(self.graph.node(nid)))
+               for nid, value in data.items()}
+        return out, steps, batch
+
+    def input_arrays(self, x: Any) -> tuple[dict[str, Any], int, int]:
+        """``(inputs by id, T, B)``, nothing cast: :class:`ParamError` for wrong names,
+        shapes or complex dtypes. Reads static properties only, so it works on tracers
+        and costs no device work (``CompiledModel.apply`` runs it before ``jax.jit``)."""
         ids = self.graph.inputs
         if isinstance(x, Mapping):
             if set(x) != set(ids):
@@ -303,7 +337,6 @@ class Program:
             data = {ids[0]: x}
         else:
             raise ParamError(f"the graph has several inputs {list(ids)}; pass a dict")
-        out: dict[str, Array] = {}
         tb: tuple[int, int] | None = None
         for nid in ids:
             node = self.graph.node(nid)
@@ -318,9 +351,26 @@ class Program:
                 raise ParamError(f"input %{nid} has [T, B] = {list(shape[:2])}, but other "
                                   f"inputs have {list(tb)}")
             tb = (shape[0], shape[1])
-            out[nid] = jnp.asarray(value, _dtype(node))
+            dtype = getattr(value, "dtype", None)
+            if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+                # A cast would drop the imaginary part with only a warning.
+                raise ParamError(f"input %{nid} has complex dtype {dtype}; expected real "
+                                  f"numbers (bool, integers or floats)")
         assert tb is not None
-        return out, tb[0], tb[1]
+        return data, tb[0], tb[1]
+
+    def check_input_values(self, data: Mapping[str, Any]) -> None:
+        """:class:`ParamError` for NumPy input data holding values beyond the input's dtype
+        (1e300 for float32), or NaN or Inf unless ``check_finite`` is on (its report names
+        the input and the step), naming the first index
+        (:func:`spikejit.ir.interpreter.check_input_values`). JAX arrays are skipped: their
+        values live on the device (a check would be a device reduction per call) or are
+        not known at all (tracers)."""
+        for nid, value in data.items():
+            if isinstance(value, np.ndarray | np.generic):
+                check_input_values(f"input %{nid}", np.asarray(value),
+                                   _dtype(self.graph.node(nid)),
+                                   allow_nonfinite=self.options.check_finite)
 
     def check_params(self, params: Any) -> dict[str, Array]:
         """The params as arrays of their declared dtypes; :class:`ParamError` if a name is

@@ -27,6 +27,7 @@ from spikejit.errors import (
     ModelFileError,
     NonFiniteError,
     OptionError,
+    OutputError,
     ParamError,
     ParseError,
     PassError,
@@ -131,6 +132,9 @@ CASES: dict[type[SpikejitError], tuple[Callable[[], Any], str]] = {
                      "spikejit.limits.set_max_bytes)"),
     OptionError: (lambda: spikejit.compile(recurrent(), dt=1e-3, schedule="fast"),
                   "compile: schedule must be one of auto, layerwise, stepwise, got 'fast'"),
+    OutputError: (lambda: spikejit.save("/", *spikejit.GraphBuilder().input("x", (3,))
+                                        .output("y", "x").build()),
+                  "cannot write '/': it is a directory; spikejit writes only regular files"),
     NonFiniteError: (_raise_non_finite,
                      "%x (io.input) from nir:x: the input data holds NaN or Inf at time step 2 "
                      "(found by check_finite=True)"),

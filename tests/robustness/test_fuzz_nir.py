@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import spikejit
 from spikejit.errors import FrontendError, OptionError, SizeLimitError, SpikejitError
+from spikejit.ir.interpreter import FLOAT32_RANGE
 
 F32 = np.float32
 DT = 1e-3
@@ -323,6 +324,11 @@ def test_scrambled_edges_raise_only_spikejit_errors(spec: Spec, extra: list[tupl
     _import_and_compile(spec)
 
 
+def _f32_ratio(a: float, b: float) -> np.float32:
+    with np.errstate(over="ignore"):
+        return np.float32(a) / np.float32(b)
+
+
 @settings(max_examples=budget(60))
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5),
                  st.text(max_size=3), st.none(), st.booleans()))
@@ -335,7 +341,11 @@ def test_any_dt_is_accepted_or_refused_as_an_option(dt: Any) -> None:
     e = expect_spikejit_error(spikejit.from_nir, spec.graph(), dt=dt)
     good = (isinstance(dt, int | float) and not isinstance(dt, bool)
             and math.isfinite(dt) and dt > 0)
-    if good:
+    if good and not FLOAT32_RANGE[0] <= dt <= FLOAT32_RANGE[1]:  # inf or 0 in float32
+        assert isinstance(e, OptionError) and "cannot be represented in float32" in str(e)
+    elif good and not np.isfinite(_f32_ratio(dt, 5e-3)):  # dt/tau overflows float32
+        assert isinstance(e, FrontendError) and "dt/tau overflows f32" in str(e), e
+    elif good:
         assert e is None, e
     elif dt is None:
         assert isinstance(e, FrontendError) and "dt is required" in str(e)
