@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from spikejit import __version__
 from spikejit.errors import SpikejitError
+from spikejit.version import __version__
 
 app = typer.Typer(
     name="spikejit",

@@ -26,6 +26,7 @@ from spikejit.ir.interp_context import (
     StepContext,
 )
 from spikejit.ir.ops import (
+    ALIF,
     IF,
     LI,
     LIF,
@@ -195,11 +196,13 @@ def _spike(v: Array, threshold: Array, dtype: np.dtype) -> Array:
     return (v > threshold).astype(dtype)
 
 
-def _reset(ctx: StepContext, v: Array, z: Array) -> Array:
+def _reset(ctx: StepContext, v: Array, z: Array, threshold: Array | None = None) -> Array:
+    """The membrane after a spike ``z``; ``subtract`` removes the threshold that was
+    crossed (``v_threshold`` unless the neuron's threshold moves)."""
     if ctx.reset == "value":
         return np.where(z > 0, ctx.p["v_reset"], v)
     if ctx.reset == "subtract":
-        return v - ctx.p["v_threshold"] * z
+        return v - (ctx.p["v_threshold"] if threshold is None else threshold) * z
     return v  # "none"
 
 
@@ -291,6 +294,21 @@ def _cuba_lif(ctx: StepContext, x: Operand, state: State) -> Result:
     i, v = _cuba(ctx, x, state)
     z = _spike(v, ctx.p["v_threshold"], ctx.dtype)
     return z, {"i": i, "v": _reset(ctx, v, z)}  # the current is never reset
+
+
+
+@INTERPRETER_RULES.register(ALIF)
+def _alif(ctx: StepContext, x: Operand, state: State) -> Result:
+    assert x is not None
+    p = ctx.p
+    if ctx.method == "exp":
+        a = state["a"] * np.exp(-ctx.h / p["tau_adapt"])
+    else:
+        a = state["a"] + ctx.h / p["tau_adapt"] * (-state["a"])
+    v = _leak(ctx, x, state["v"], p["tau"])
+    threshold = p["v_threshold"] + p["beta"] * a
+    z = _spike(v, threshold, ctx.dtype)
+    return z, {"v": _reset(ctx, v, z, threshold), "a": a + z}
 
 
 __all__ = ["INTERPRETER_RULES", "Operand", "Result", "Rule", "State", "StepContext"]

@@ -46,6 +46,22 @@ from spikejit.lowering.context import NodeContext, Rule
 Array = jax.Array
 
 
+#: JAX backends (``jax.default_backend()``) on which the parallel-in-time scan was measured
+#: faster than the sequential one; ``parallel_scan="auto"`` marks nodes only there. Empty:
+#: on the CPU backend the sequential ``lax.scan`` was faster, forward and backward, for
+#: every measured shape except single-sample toys under a millisecond
+#: (``docs/performance.md``, "Parallel-in-time scan").
+PARALLEL_SCAN_BACKENDS: frozenset[str] = frozenset()
+
+
+def resolve_parallel(option: str) -> str:
+    """``compile``'s ``parallel_scan`` option for the schedule pass: ``auto`` becomes
+    ``on`` on the backends of :data:`PARALLEL_SCAN_BACKENDS` and ``off`` elsewhere."""
+    if option != "auto":
+        return option
+    return "on" if jax.default_backend() in PARALLEL_SCAN_BACKENDS else "off"
+
+
 def _combine(first: tuple[Array, Array], second: tuple[Array, Array]) -> tuple[Array, Array]:
     """Compose ``s -> a1*s + b1`` then ``s -> a2*s + b2``."""
     a1, b1 = first

@@ -33,6 +33,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from spikejit.ir.graph import Node
 from spikejit.ir.ops import (
+    ALIF,
     IF,
     LI,
     LIF,
@@ -201,9 +202,11 @@ def _synapse(ctx: NodeContext, k: Any, x: Array, i: Array) -> Array:
     return i + k * (-i + w_in * x)
 
 
-def _fire(ctx: NodeContext, v: Array) -> tuple[Array, Array]:
-    """Spike and reset: ``(z, v after reset)``."""
-    z = ctx.spike(v, ctx.p["v_threshold"])
+def _fire(ctx: NodeContext, v: Array, threshold: Array | None = None) -> tuple[Array, Array]:
+    """Spike and reset: ``(z, v after reset)``; ``threshold`` defaults to ``v_threshold``
+    (a moving threshold is also what ``subtract`` removes)."""
+    threshold = ctx.p["v_threshold"] if threshold is None else threshold
+    z = ctx.spike(v, threshold)
     # Reset through the surrogate or not: snnTorch and SpyTorch detach it by default, which
     # keeps the gradient of a spike train a sum of per-step surrogate terms.
     zr = lax.stop_gradient(z) if ctx.detach_reset else z
@@ -214,7 +217,7 @@ def _fire(ctx: NodeContext, v: Array) -> tuple[Array, Array]:
             v_new = v_new + (zr - lax.stop_gradient(zr)) * (ctx.p["v_reset"] - v)
         return z, v_new
     if ctx.reset == "subtract":
-        return z, v - ctx.p["v_threshold"] * zr
+        return z, v - threshold * zr
     return z, v
 
 
@@ -266,6 +269,18 @@ def _cuba_lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[
     i, v = _cuba(ctx, c, s, x)
     z, v = _fire(ctx, v)
     return z, {"i": i, "v": v}  # the current is never reset
+
+
+def _prep_alif(ctx: NodeContext) -> dict[str, Any]:
+    return {"k": _leak_consts(ctx, ctx.p["tau"]), "ka": _leak_consts(ctx, ctx.p["tau_adapt"])}
+
+
+def _alif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    a = s["a"] * c["ka"] if ctx.method == "exp" else s["a"] + c["ka"] * (-s["a"])
+    threshold = ctx.p["v_threshold"] + ctx.p["beta"] * a
+    z, v = _fire(ctx, _leak(ctx, c["k"], x, s["v"]), threshold)
+    # The adaptation jump is part of the reset: cut from autodiff with it.
+    return z, {"v": v, "a": a + (lax.stop_gradient(z) if ctx.detach_reset else z)}
 
 
 # -- delay ------------------------------------------------------------------------------------
@@ -353,6 +368,7 @@ LOWERINGS.define(Rule("neuron", _li, _prep_leak), LI)
 LOWERINGS.define(Rule("neuron", _lif, _prep_leak), LIF)
 LOWERINGS.define(Rule("neuron", _cuba_li, _prep_cuba), CubaLI)
 LOWERINGS.define(Rule("neuron", _cuba_lif, _prep_cuba), CubaLIF)
+LOWERINGS.define(Rule("neuron", _alif, _prep_alif), ALIF)
 
 
 __all__ = ["LOWERINGS", "NodeContext", "Rule", "SpikeFn", "State", "delay_full", "delay_push",

@@ -191,4 +191,33 @@ class CubaLIF(_Spiking):
     reset: str | None = None
 
 
-__all__ = ["IF", "LI", "LIF", "CubaLI", "CubaLIF", "Integrator", "Threshold"]
+@final
+@dataclass(frozen=True, kw_only=True)
+class ALIF(_Spiking):
+    r"""Adaptive-threshold leaky integrate-and-fire (LSNN, Bellec et al. 2018); not in NIR.
+
+    The LIF fields plus ``tau_adapt`` (the adaptation's time constant) and ``beta`` (how
+    much one unit of adaptation raises the threshold). Per step, with ``h = dt``:
+    ``a += h/tau_adapt*(-a)`` (``method = exp``: ``a *= exp(-h/tau_adapt)``); ``v`` as
+    ``snn.lif``; ``z = v > v_threshold + beta*a`` (updated ``v`` and ``a``); where ``z``:
+    the reset of ``v`` (``value``: ``v = v_reset``; ``subtract``: ``v -= v_threshold +
+    beta*a``, the threshold that was crossed) and ``a += 1``; output ``z``. State: ``v``,
+    ``a``.
+    """
+
+    mnemonic: ClassVar[str] = "snn.alif"
+    nir_kind: ClassVar[str | None] = None
+    state_vars: ClassVar[tuple[str, ...]] = ("v", "a")
+    linear_states: ClassVar[tuple[str, ...]] = ()
+
+    tau: ParamRef = param()
+    v_threshold: ParamRef = param()
+    tau_adapt: ParamRef = param()
+    beta: ParamRef = param()
+    r: ParamRef | None = param(optional=True)
+    v_leak: ParamRef | None = param(optional=True)
+    v_reset: ParamRef | None = param(optional=True)
+    reset: str | None = None
+
+
+__all__ = ["ALIF", "IF", "LI", "LIF", "CubaLI", "CubaLIF", "Integrator", "Threshold"]
