@@ -49,11 +49,11 @@ from spikejit.errors import PassError, ScheduleError
 from spikejit.ir.analysis import step_order
 from spikejit.ir.graph import Graph, Use
 from spikejit.ir.names import format_name
-from spikejit.ir.schedule import Schedule, Segment, linear_states
+from spikejit.ir.schedule import STEP_ORDERS, Schedule, Segment, linear_states
 from spikejit.passes.base import Pass
 
 MODES: tuple[str, ...] = ("auto", "layerwise", "stepwise")
-ORDERS: tuple[str, ...] = ("dfs", "jacobi")
+ORDERS: tuple[str, ...] = STEP_ORDERS  # one list: the IR validates the same names
 PARALLEL: tuple[str, ...] = ("auto", "off", "on")
 
 

@@ -148,7 +148,7 @@ class _Conv(Op):
             self._fail(f"bias @{self.bias.name} must have shape [{c_out}], got {self.bias.type}")
 
     def pads(self) -> tuple[tuple[int, int], ...]:
-        """(low, high) zero padding per spatial axis, as in NIR_SEMANTICS ('same' splits
+        """(low, high) zero padding per spatial axis, as in nir-euler-v1, docs/nir.md ('same' splits
         ``d*(K-1)`` as ``(tot//2, tot - tot//2)``)."""
         kernel = self.weight.type.shape[2:]
         if self.padding == "valid":
