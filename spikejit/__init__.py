@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from spikejit.version import __version__
 
 # name -> module that defines it (PEP 562 lazy attributes).
 _LAZY: dict[str, str] = {

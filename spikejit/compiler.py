@@ -37,6 +37,7 @@ from spikejit.ir.graph import Graph
 from spikejit.ir.printer import print_graph
 from spikejit.ir.schedule import Schedule
 from spikejit.lowering.emit import LoweringOptions, Program, StateDict
+from spikejit.lowering.parallel_scan import resolve_parallel
 from spikejit.lowering.remat import check_reduce, runner
 from spikejit.lowering.sharding import DataParallel
 from spikejit.lowering.surrogates import DEFAULT_SURROGATE, resolve_surrogate
@@ -350,7 +351,7 @@ def compile(
                                    ("method", method), ("input_shape", opts["input_shape"]))
                  if v is not None}
     graph, params = load_source(source, overrides)
-    pipeline = _pipeline(passes, schedule, opts["order"], opts["parallel_scan"])
+    pipeline = _pipeline(passes, schedule, opts["order"], resolve_parallel(opts["parallel_scan"]))
     graph = pipeline(graph)
     return CompiledModel(graph, params, _program(graph, lowering), remat=remat,
                          data_parallel=data_parallel)

@@ -46,7 +46,7 @@ def _fused_layers() -> list[Node]:
         if syn is O.Affine:
             values["bias"] = P(f"{nid}.bias", 3)
         for f in cls.neuron_fields():
-            if f in ("tau", "tau_mem", "tau_syn", "v_threshold"):
+            if f in ("tau", "tau_mem", "tau_syn", "v_threshold", "tau_adapt", "beta"):
                 values[f] = P(f"{nid}.{f}")
         nodes.append(Node(nid, cls(**values), (Use(src),)))
     return nodes
@@ -82,6 +82,9 @@ def zoo_graph() -> Graph:
         Node("clif", O.CubaLIF(tau_syn=P("clif.tau_syn", 6), tau_mem=P("clif.tau_mem", 6),
                                v_threshold=P("clif.v_threshold", 6), reset="subtract"),
              (Use("cli"), Use("clif", 2))),
+        Node("alif", O.ALIF(tau=P("alif.tau", 6), v_threshold=P("alif.v_threshold", 6),
+                            tau_adapt=P("alif.tau_adapt"), beta=P("alif.beta", 6)),
+             (Use("cli"),)),
         # Biophysical neurons: a side branch (their outputs are not compared here; random
         # params in [0.5, 1.5] are not a physiological regime).
         Node("hh", O.HodgkinHuxley(g_na=P("hh.g_na", 6), v_rest=P("hh.v_rest"), output="v"),
@@ -92,7 +95,7 @@ def zoo_graph() -> Graph:
         Node("pad", O.Pad(before=1, after=2), (Use("th"),)),
         *_fused_layers(),
         Node("y1", O.Output(), (Use("lif"),)),
-        Node("y2", O.Output(), (Use("clif"),)),
+        Node("y2", O.Output(), (Use("clif"), Use("alif"))),
     ]
     return Graph(tuple(nodes), "zoo", GraphAttrs(dt=1e-3, reset="subtract"))
 
@@ -205,6 +208,7 @@ OP_STRATEGIES: dict[type[O.Op], st.SearchStrategy[O.Op]] = {
     O.LIF: _neuron(O.LIF),
     O.CubaLI: _neuron(O.CubaLI),
     O.CubaLIF: _neuron(O.CubaLIF),
+    O.ALIF: _neuron(O.ALIF),
     O.HodgkinHuxley: _biophysical(O.HodgkinHuxley),
     O.AdEx: _biophysical(O.AdEx),
     O.Izhikevich: _biophysical(O.Izhikevich),

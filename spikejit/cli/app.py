@@ -14,8 +14,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from spikejit import __version__
 from spikejit.errors import SpikejitError
+from spikejit.ir.graph import RESET_OPTIONS
+from spikejit.passes.schedule import MODES
+from spikejit.version import __version__
 
 app = typer.Typer(
     name="spikejit",
@@ -29,15 +31,9 @@ err = Console(stderr=True, highlight=False)
 _DEBUG = {"on": False}
 
 
-class Schedule(StrEnum):
-    auto = "auto"
-    layerwise = "layerwise"
-    stepwise = "stepwise"
-
-
-class Reset(StrEnum):
-    value = "value"
-    subtract = "subtract"
+# Choices come from the library's own lists, so the CLI cannot drift from them.
+Schedule = StrEnum("Schedule", [(m, m) for m in MODES])  # type: ignore[misc]
+Reset = StrEnum("Reset", [(m, m) for m in RESET_OPTIONS])  # type: ignore[misc]
 
 
 class Format(StrEnum):

@@ -301,24 +301,26 @@ def bench_command(*, model: Path | None, dt: float | None, steps: int, batch: in
 
 
 def bench_suite_command(*, quick: bool, out_dir: Path, console: Console) -> None:
-    """``spikejit bench --suite``: the peer comparison of ``benchmarks/`` (issue 9).
+    """``spikejit bench --suite``: runs ``python -m benchmarks`` of a source checkout.
 
-    The suite lives at the root of a source checkout, not in the installed package, so it
-    is looked up from the current directory.
+    The suite lives at the root of a checkout, not in the installed package, so it is
+    looked up from the current directory and run as its own process (the package never
+    imports it; every framework runs alone in a process of the suite's own anyway).
     """
+    import subprocess
     import sys
 
     root = Path.cwd()
     if not (root / "benchmarks" / "__init__.py").is_file():
         raise OptionError("--suite runs the benchmark suite of a source checkout: run it from "
                           "the repository root (the folder holding benchmarks/)")
-    sys.path.insert(0, str(root))
-    try:
-        import benchmarks  # the checkout's own benchmark package, found via the path above
-    finally:
-        sys.path.remove(str(root))
-    result = benchmarks.run_suite(quick, out_dir)
-    console.print(f"wrote {result} (and the markdown table beside it)")
+    command = [sys.executable, "-m", "benchmarks", "--out", str(out_dir),
+               *(["--quick"] if quick else [])]
+    console.print(f"running {' '.join(command[1:])} in {root}")
+    done = subprocess.run(command, cwd=root, check=False)
+    if done.returncode != 0:
+        raise SpikejitError(f"the benchmark suite failed (exit status {done.returncode}); its "
+                          f"output is above")
 
 
 def _peak_memory_mb() -> float | None:

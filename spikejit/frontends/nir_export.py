@@ -36,23 +36,18 @@ from spikejit.frontends.nir_schema import (
     NodeMeta,
     dump_meta,
     escape_name,
+    nir_kinds,
 )
 from spikejit.ir import ops as O
 from spikejit.ir.graph import SEMANTICS, Graph, Node
 from spikejit.ir.shapes import infer_types
 from spikejit.ir.types import ParamRef
 from spikejit.ir.verify import verify
+from spikejit.version import __version__
 
 if TYPE_CHECKING:
     import nir as nir_types
 
-_KIND: dict[type[O.Op], str] = {
-    O.Input: "Input", O.Output: "Output", O.Affine: "Affine", O.Linear: "Linear",
-    O.Scale: "Scale", O.Conv1d: "Conv1d", O.Conv2d: "Conv2d", O.SumPool2d: "SumPool2d",
-    O.AvgPool2d: "AvgPool2d", O.Flatten: "Flatten", O.Delay: "Delay",
-    O.Threshold: "Threshold", O.Integrator: "I", O.IF: "IF", O.LI: "LI", O.LIF: "LIF",
-    O.CubaLI: "CubaLI", O.CubaLIF: "CubaLIF",
-}
 
 
 def to_nir(graph: Graph, params: Mapping[str, Any]) -> nir_types.NIRGraph:
@@ -125,15 +120,14 @@ def write_nir(path: str | os.PathLike[str], graph: Graph, params: Mapping[str, A
 
 
 def _generator() -> str:
-    from spikejit import __version__
-
     return f"spikejit {__version__}"
 
 
 def _kind(node: Node) -> str:
-    kind = _KIND.get(type(node.op))
+    kinds = nir_kinds()
+    kind = kinds.get(type(node.op))
     if kind is None:
-        supported = ", ".join(sorted(c.mnemonic for c in _KIND))
+        supported = ", ".join(sorted(c.mnemonic for c in kinds))
         raise FrontendError(f"to_nir: node %{node.id} uses {node.op.mnemonic}, which NIR "
                             f"cannot express; exportable ops: {supported}")
     return kind

@@ -24,7 +24,7 @@ from spikejit.frontends.nir_flatten import FlatGraph, flatten
 from spikejit.frontends.nir_nodes import Ctx, build_op, check_declared, delay_steps
 from spikejit.frontends.nir_order import Edge, dfs_rule, print_order
 from spikejit.frontends.nir_reader import RawGraph, read_nir_file, read_nir_object
-from spikejit.frontends.nir_schema import NIR_NODES, load_graph_meta, load_node_meta
+from spikejit.frontends.nir_schema import NIR_NODES, load_graph_meta, load_node_meta, nir_kinds
 from spikejit.ir.graph import (
     CUBA_CURRENT_OPTIONS,
     METHOD_OPTIONS,
@@ -40,8 +40,8 @@ from spikejit.ir.shapes import infer_types
 from spikejit.ir.types import TensorType
 from spikejit.ir.verify import verify
 
-#: NIR kinds whose dynamics need the time step.
-DT_KINDS: tuple[str, ...] = ("I", "IF", "LI", "LIF", "CubaLI", "CubaLIF")
+#: NIR kinds whose dynamics need the time step (their ops state ``uses_dt``).
+DT_KINDS: tuple[str, ...] = tuple(k for c, k in nir_kinds().items() if c.uses_dt)
 
 Source = str | os.PathLike[str] | Any
 Shape = Sequence[int]

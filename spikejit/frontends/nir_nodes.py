@@ -25,6 +25,7 @@ from spikejit.frontends.nir_schema import (
     NIR_NODES,
     TIME_CONSTANTS,
     NodeMeta,
+    nir_kinds,
 )
 from spikejit.ir import ops as O
 from spikejit.ir.interpreter import not_representable
@@ -336,6 +337,8 @@ def _fields(cls: type[O.Op]) -> tuple[Any, ...]:
     return dataclasses.fields(cls)
 
 
+#: How each NIR kind becomes an op: a builder for the kinds with their own fields, and
+#: for every neuron that NIR can express (by the op's ``nir_kind`` fact) the generic one.
 BUILDERS: dict[str, Callable[[Ctx], O.Op]] = {
     "Input": _input,
     "Output": lambda ctx: O.Output(),
@@ -348,13 +351,8 @@ BUILDERS: dict[str, Callable[[Ctx], O.Op]] = {
     "AvgPool2d": _pool,
     "Flatten": _flatten,
     "Delay": _delay,
-    "Threshold": _neuron(O.Threshold, NIR_NODES["Threshold"].params),
-    "I": _neuron(O.Integrator, NIR_NODES["I"].params),
-    "IF": _neuron(O.IF, NIR_NODES["IF"].params),
-    "LI": _neuron(O.LI, NIR_NODES["LI"].params),
-    "LIF": _neuron(O.LIF, NIR_NODES["LIF"].params),
-    "CubaLI": _neuron(O.CubaLI, NIR_NODES["CubaLI"].params),
-    "CubaLIF": _neuron(O.CubaLIF, NIR_NODES["CubaLIF"].params),
+    **{kind: _neuron(cls, NIR_NODES[kind].params)
+       for cls, kind in nir_kinds().items() if cls.category == "neuron"},
 }
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from spikejit.ir.ops import OPS, Op
+
 #: Key of the JSON metadata entry spikejit writes on graphs and nodes.
 META_KEY = "spikejit"
 #: Value of ``GraphMeta.format``; bump when the meaning of the JSON changes.
@@ -35,18 +37,35 @@ class NirNodeSpec:
 
     Attributes:
         kind: NIR class name, as written in files (``type`` dataset).
-        mnemonic: The IR op it becomes (``""`` for nodes that disappear: nested graphs,
-            identities).
         params: Fields that become parameter arrays, in the IR op's field order.
         required: Fields without which the node means nothing.
         attrs: Static fields (shapes, strides, dims) read as numbers or strings.
     """
 
     kind: str
-    mnemonic: str
     params: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     attrs: tuple[str, ...] = ()
+
+    @property
+    def mnemonic(self) -> str:
+        """The IR op it becomes (the op whose ``nir_kind`` fact is this kind), ``""`` for
+        nodes that disappear (nested graphs, identities)."""
+        cls = nir_op(self.kind)
+        return cls.mnemonic if cls is not None else ""
+
+
+def nir_op(kind: str) -> type[Op] | None:
+    """The registered op class whose ``nir_kind`` is ``kind``, if any."""
+    for cls in OPS.values():
+        if cls.nir_kind == kind:
+            return cls
+    return None
+
+
+def nir_kinds() -> dict[type[Op], str]:
+    """Every registered op class that NIR can express, with its NIR kind."""
+    return {cls: cls.nir_kind for cls in OPS.values() if cls.nir_kind is not None}
 
 
 _CONV_ATTRS = ("stride", "padding", "dilation", "groups", "input_shape")
@@ -55,30 +74,30 @@ _POOL_ATTRS = ("kernel_size", "stride", "padding")
 NIR_NODES: dict[str, NirNodeSpec] = {
     s.kind: s
     for s in (
-        NirNodeSpec("Input", "io.input", attrs=("shape",), required=("shape",)),
-        NirNodeSpec("Output", "io.output", attrs=("shape",)),
-        NirNodeSpec("Affine", "nn.affine", ("weight", "bias"), ("weight", "bias")),
-        NirNodeSpec("Linear", "nn.linear", ("weight",), ("weight",)),
-        NirNodeSpec("Scale", "nn.scale", ("scale",), ("scale",)),
-        NirNodeSpec("Conv1d", "nn.conv1d", ("weight", "bias"), ("weight",), _CONV_ATTRS),
-        NirNodeSpec("Conv2d", "nn.conv2d", ("weight", "bias"), ("weight",), _CONV_ATTRS),
-        NirNodeSpec("SumPool2d", "nn.sumpool2d", (), ("kernel_size",), _POOL_ATTRS),
-        NirNodeSpec("AvgPool2d", "nn.avgpool2d", (), ("kernel_size",), _POOL_ATTRS),
-        NirNodeSpec("Flatten", "nn.flatten", attrs=("start_dim", "end_dim", "input_type")),
-        NirNodeSpec("Delay", "snn.delay", attrs=("delay",), required=("delay",)),
-        NirNodeSpec("Threshold", "snn.threshold", ("threshold",), ("threshold",)),
-        NirNodeSpec("I", "snn.i", ("r",)),
-        NirNodeSpec("IF", "snn.if", ("v_threshold", "r", "v_reset"), ("v_threshold",)),
-        NirNodeSpec("LI", "snn.li", ("tau", "r", "v_leak"), ("tau",)),
-        NirNodeSpec("LIF", "snn.lif", ("tau", "v_threshold", "r", "v_leak", "v_reset"),
+        NirNodeSpec("Input", attrs=("shape",), required=("shape",)),
+        NirNodeSpec("Output", attrs=("shape",)),
+        NirNodeSpec("Affine", ("weight", "bias"), ("weight", "bias")),
+        NirNodeSpec("Linear", ("weight",), ("weight",)),
+        NirNodeSpec("Scale", ("scale",), ("scale",)),
+        NirNodeSpec("Conv1d", ("weight", "bias"), ("weight",), _CONV_ATTRS),
+        NirNodeSpec("Conv2d", ("weight", "bias"), ("weight",), _CONV_ATTRS),
+        NirNodeSpec("SumPool2d", (), ("kernel_size",), _POOL_ATTRS),
+        NirNodeSpec("AvgPool2d", (), ("kernel_size",), _POOL_ATTRS),
+        NirNodeSpec("Flatten", attrs=("start_dim", "end_dim", "input_type")),
+        NirNodeSpec("Delay", attrs=("delay",), required=("delay",)),
+        NirNodeSpec("Threshold", ("threshold",), ("threshold",)),
+        NirNodeSpec("I", ("r",)),
+        NirNodeSpec("IF", ("v_threshold", "r", "v_reset"), ("v_threshold",)),
+        NirNodeSpec("LI", ("tau", "r", "v_leak"), ("tau",)),
+        NirNodeSpec("LIF", ("tau", "v_threshold", "r", "v_leak", "v_reset"),
                     ("tau", "v_threshold")),
-        NirNodeSpec("CubaLI", "snn.cuba_li", ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
+        NirNodeSpec("CubaLI", ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
                     ("tau_syn", "tau_mem")),
-        NirNodeSpec("CubaLIF", "snn.cuba_lif",
+        NirNodeSpec("CubaLIF",
                     ("tau_syn", "tau_mem", "v_threshold", "r", "v_leak", "v_reset", "w_in"),
                     ("tau_syn", "tau_mem", "v_threshold")),
-        NirNodeSpec("NIRGraph", ""),
-        NirNodeSpec("Identity", ""),
+        NirNodeSpec("NIRGraph"),
+        NirNodeSpec("Identity"),
     )
 }
 

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from spikejit.errors import IRError, SpikejitError, VerifyError
 from spikejit.ir.derived import DerivedParam
-from spikejit.ir.ops import Input, Op, Output
+from spikejit.ir.ops import RESET_MODES, Input, Op, Output
 from spikejit.ir.schedule import Schedule
 from spikejit.ir.types import ParamRef, TensorType
 
 if TYPE_CHECKING:
     import networkx as nx
 
-RESET_OPTIONS: tuple[str, ...] = ("value", "subtract")
+#: Graph-level resets: a node may also say ``"none"`` (:data:`~spikejit.ir.ops.RESET_MODES`).
+RESET_OPTIONS: tuple[str, ...] = tuple(m for m in RESET_MODES if m != "none")
 CUBA_CURRENT_OPTIONS: tuple[str, ...] = ("post", "pre")
 METHOD_OPTIONS: tuple[str, ...] = ("euler", "exp")
 SEMANTICS = "nir-euler-v1"

@@ -54,7 +54,7 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
         elif field == "weight":
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
             value = rng.normal(0.0, 2.0 / np.sqrt(max(fan_in, 1)), size=shape)
-        elif field in ("tau", "tau_mem", "tau_syn"):
+        elif field.startswith("tau"):  # tau, tau_mem, tau_syn, tau_adapt, ...: time constants
             value = np.full(shape, 10.0 * dt)
         elif field in ("v_threshold", "threshold"):
             value = np.ones(shape)

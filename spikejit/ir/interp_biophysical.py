@@ -1,5 +1,5 @@
 """NumPy reference rules of the biophysical neurons (``bio.hh``, ``bio.adex``,
-``bio.izhikevich``), merged into ``INTERPRETER_RULES``.
+``bio.izhikevich``), registered in ``INTERPRETER_RULES``.
 
 Written term by term from the op docstrings in :mod:`spikejit.ir.ops.biophysical`, and
 independently of the JAX lowering (the oracle shares no code with what it checks). Every
@@ -10,16 +10,10 @@ stores the deviation again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from spikejit.ir.ops import Op
+from spikejit.ir.interp_context import INTERPRETER_RULES, Operand, Result, State, StepContext
 from spikejit.ir.ops.biophysical import AdEx, HodgkinHuxley, Izhikevich
-
-if TYPE_CHECKING:
-    from spikejit.ir.interp_rules import Operand, Result, State, StepContext
 
 Array = np.ndarray
 
@@ -73,6 +67,7 @@ def _crossing(v_old: Array, v_new: Array, threshold: Array, dtype: np.dtype) -> 
     return ((v_new > threshold) & ~(v_old > threshold)).astype(dtype)
 
 
+@INTERPRETER_RULES.register(HodgkinHuxley)
 def _hh(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     p = resolved_params(ctx)
@@ -93,6 +88,7 @@ def _hh(ctx: StepContext, x: Operand, state: State) -> Result:
                                  "n": n_new - n0}
 
 
+@INTERPRETER_RULES.register(AdEx)
 def _adex(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     p = resolved_params(ctx)
@@ -110,6 +106,7 @@ def _adex(ctx: StepContext, x: Operand, state: State) -> Result:
     return y.astype(ctx.dtype), {"v": v_new - p["e_l"], "w": w_new}
 
 
+@INTERPRETER_RULES.register(Izhikevich)
 def _izhikevich(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     p = resolved_params(ctx)
@@ -124,11 +121,3 @@ def _izhikevich(ctx: StepContext, x: Operand, state: State) -> Result:
     u_new = u_new + p["d"] * z
     y = z if ctx.node.op.output == "spikes" else v_new  # type: ignore[attr-defined]
     return y.astype(ctx.dtype), {"v": v_new - p["v_init"], "u": u_new - u_ref}
-
-
-#: The rules of :mod:`spikejit.ir.ops.biophysical`, merged into ``INTERPRETER_RULES``.
-BIOPHYSICAL_RULES: Mapping[type[Op], Callable[[StepContext, Operand, State], Result]] = {
-    HodgkinHuxley: _hh,
-    AdEx: _adex,
-    Izhikevich: _izhikevich,
-}

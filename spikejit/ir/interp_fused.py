@@ -2,26 +2,23 @@
 
 ``nn.pad`` (``merge-fanin``): zeros around the last axis. Fused layers
 (``fuse-synapse-neuron``): the synapse's own rule, then the neuron's, each with its own
-fields, so a fused layer computes exactly what the two nodes computed. :data:`FUSED_RULES`
-is spread into :data:`spikejit.ir.interp_rules.INTERPRETER_RULES`.
+fields, so a fused layer computes exactly what the two nodes computed. One rule serves
+every generated ``layer.*`` op (registered for the family :class:`FusedLayer`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spikejit.ir.interp_context import INTERPRETER_RULES, Operand, Result, State, StepContext
 from spikejit.ir.ops import Op
-from spikejit.ir.ops.fused import FUSED_OPS, FusedLayer
+from spikejit.ir.ops.fused import FusedLayer
 from spikejit.ir.ops.pad import Pad
 
-if TYPE_CHECKING:
-    from spikejit.ir.interp_rules import Operand, Result, State, StepContext
 
-
+@INTERPRETER_RULES.register(Pad)
 def _pad(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None and isinstance(ctx.node.op, Pad)
     op = ctx.node.op
@@ -36,8 +33,6 @@ def _part(ctx: StepContext, op: Op, fields: tuple[str, ...]) -> StepContext:
 
 
 def _fused(ctx: StepContext, x: Operand, state: State) -> Result:
-    from spikejit.ir.interp_rules import INTERPRETER_RULES  # the table this module extends
-
     op = ctx.node.op
     assert x is not None and isinstance(op, FusedLayer)
     synapse, neuron = op.synapse(), op.neuron()
@@ -45,7 +40,4 @@ def _fused(ctx: StepContext, x: Operand, state: State) -> Result:
     return INTERPRETER_RULES[type(neuron)](_part(ctx, neuron, op.neuron_fields()), y, state)
 
 
-FUSED_RULES: Mapping[type[Op], Callable[[StepContext, Operand, State], Result]] = {
-    Pad: _pad,
-    **dict.fromkeys(FUSED_OPS.values(), _fused),
-}
+INTERPRETER_RULES.define_family(FusedLayer, _fused)

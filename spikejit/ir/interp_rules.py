@@ -1,31 +1,32 @@
-"""One step of every op in plain numpy: the rule table of the reference interpreter.
+"""One step of every NIR op in plain numpy: the reference interpreter's rules.
 
-Each rule computes one time step of one node for the whole batch::
+Rules have the signature of :mod:`spikejit.ir.interp_context` and register into its
+:data:`INTERPRETER_RULES` beside their definitions; importing this module also loads the
+other built-in families (biophysical neurons, pass-made ops), so the table is complete.
+The interpreter owns the delay buffers and the output histories of delayed uses; rules
+only read them.
 
-    rule(ctx, x, state) -> (y, new_state)
-
-``x`` is the summed operand at step ``t`` with shape ``[B, *in_shape]`` (for ``io.input``
-the data fed at step ``t``); ``state`` maps the op's ``state_vars`` to their values after
-step ``t-1`` (``[B, *shape]``), plus ``"buffer"`` for ``snn.delay``; ``y`` is the node's
-output at step ``t`` and ``new_state`` the op's state variables after step ``t``. Rules are
-pure: they never modify their arguments. The interpreter owns the delay buffers and the
-output histories of delayed uses; rules only read them.
-
-The rules are written to be read next to the op docstrings and ``NIR_SEMANTICS.md``, not to
-be fast: convolutions loop over kernel taps, matrix products are written as sums.
+The rules are written to be read next to the op docstrings and ``docs/nir.md`` (the
+``nir-euler-v1`` contract), not to be fast: convolutions loop over kernel taps, matrix
+products are written as sums.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-
 import numpy as np
 
-from spikejit.ir.graph import Node
-from spikejit.ir.interp_biophysical import BIOPHYSICAL_RULES
-from spikejit.ir.interp_fused import FUSED_RULES
+from spikejit.ir import interp_biophysical, interp_fused  # noqa: F401 (they register)
+from spikejit.ir.interp_context import (
+    INTERPRETER_RULES,
+    Array,
+    Operand,
+    Result,
+    Rule,
+    State,
+    StepContext,
+)
 from spikejit.ir.ops import (
+    ALIF,
     IF,
     LI,
     LIF,
@@ -40,51 +41,14 @@ from spikejit.ir.ops import (
     Input,
     Integrator,
     Linear,
-    Op,
     Output,
     Scale,
     SumPool2d,
     Threshold,
 )
 
-Array = np.ndarray
-#: The summed operand of a step (``None`` only for a ``snn.delay`` whose delays are all >= 1).
-Operand = Array | None
-#: A node's state before the step: its state variables (and ``buffer`` for ``snn.delay``).
-State = Mapping[str, Array]
-#: A rule's result: the step's output and the op's state variables after the step.
-Result = tuple[Array, dict[str, Array]]
 
-
-@dataclass(frozen=True)
-class StepContext:
-    """Everything a rule needs besides the step's input and state.
-
-    Attributes:
-        node: The node being run (its ``type`` is set).
-        p: Every parameter field of the op as an array in the computation dtype; omitted
-            optional neuron parameters hold their ``PARAM_DEFAULTS`` value, an omitted
-            conv bias is absent.
-        h: The time step ``dt`` as a 0-d array of the computation dtype (NaN when the graph
-            has no ``dt``; the verifier guarantees that no op then reads it).
-        reset: The effective reset mode: the node's own, else the graph's.
-        cuba_current: ``"post"`` or ``"pre"`` (graph attribute).
-        method: ``"euler"`` or ``"exp"`` (graph attribute).
-        dtype: The computation dtype.
-    """
-
-    node: Node
-    p: Mapping[str, Array]
-    h: Array
-    reset: str
-    cuba_current: str
-    method: str
-    dtype: np.dtype
-
-
-Rule = Callable[[StepContext, Operand, State], Result]
-
-
+@INTERPRETER_RULES.register(Input, Output)
 def _identity(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None  # the interpreter always feeds io.input/io.output
     return x, {}
@@ -101,16 +65,19 @@ def _matvec(w: Array, x: Array) -> Array:
     return (ws * xs[..., np.newaxis, :]).sum(axis=-1)
 
 
+@INTERPRETER_RULES.register(Affine)
 def _affine(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     return _matvec(ctx.p["weight"], x) + ctx.p["bias"], {}
 
 
+@INTERPRETER_RULES.register(Linear)
 def _linear(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     return _matvec(ctx.p["weight"], x), {}
 
 
+@INTERPRETER_RULES.register(Scale)
 def _scale(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     return x * ctx.p["scale"], {}
@@ -129,6 +96,7 @@ def _out_size(size: int, lo: int, hi: int, k: int, s: int, d: int) -> int:
     return (size + lo + hi - d * (k - 1) - 1) // s + 1
 
 
+@INTERPRETER_RULES.register(Conv1d, Conv2d)
 def _conv(ctx: StepContext, x: Operand, state: State) -> Result:
     """PyTorch cross-correlation: ``y[b, o, j] = bias[o] + sum_{c, k} w[o, c, k] *
     xpad[b, g*Cin_g + c, s*j + d*k]`` where ``g`` is the group of output channel ``o``."""
@@ -167,11 +135,13 @@ def _window_sum(op: SumPool2d | AvgPool2d, x: Array, dtype: np.dtype) -> Array:
     return y
 
 
+@INTERPRETER_RULES.register(SumPool2d)
 def _sumpool(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None and isinstance(ctx.node.op, SumPool2d)
     return _window_sum(ctx.node.op, x, ctx.dtype), {}
 
 
+@INTERPRETER_RULES.register(AvgPool2d)
 def _avgpool(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None and isinstance(ctx.node.op, AvgPool2d)
     kh, kw = ctx.node.op.kernel_size
@@ -179,6 +149,7 @@ def _avgpool(ctx: StepContext, x: Operand, state: State) -> Result:
     return _window_sum(ctx.node.op, x, ctx.dtype) / ctx.dtype.type(kh * kw), {}
 
 
+@INTERPRETER_RULES.register(Flatten)
 def _flatten(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None and isinstance(ctx.node.op, Flatten)
     shape = x.shape[1:]  # per-sample shape: start_dim/end_dim never count the batch axis
@@ -189,6 +160,7 @@ def _flatten(ctx: StepContext, x: Operand, state: State) -> Result:
     return x.reshape(x.shape[0], *shape[:start], merged, *shape[end + 1:]), {}
 
 
+@INTERPRETER_RULES.register(Delay)
 def _delay(ctx: StepContext, x: Operand, state: State) -> Result:
     """``y[t][e] = x[t - k_e][e]``: ``buffer`` holds the last K inputs, oldest first, so
     ``x[t - k]`` is ``buffer[K - k]`` for ``k >= 1`` and ``x[t]`` itself for ``k = 0``.
@@ -224,11 +196,13 @@ def _spike(v: Array, threshold: Array, dtype: np.dtype) -> Array:
     return (v > threshold).astype(dtype)
 
 
-def _reset(ctx: StepContext, v: Array, z: Array) -> Array:
+def _reset(ctx: StepContext, v: Array, z: Array, threshold: Array | None = None) -> Array:
+    """The membrane after a spike ``z``; ``subtract`` removes the threshold that was
+    crossed (``v_threshold`` unless the neuron's threshold moves)."""
     if ctx.reset == "value":
         return np.where(z > 0, ctx.p["v_reset"], v)
     if ctx.reset == "subtract":
-        return v - ctx.p["v_threshold"] * z
+        return v - (ctx.p["v_threshold"] if threshold is None else threshold) * z
     return v  # "none"
 
 
@@ -271,17 +245,20 @@ def _cuba(ctx: StepContext, x: Array, state: State) -> tuple[Array, Array]:
     return i_new, _leak(ctx, current, v, ctx.p["tau_mem"])
 
 
+@INTERPRETER_RULES.register(Threshold)
 def _threshold(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     return _spike(x, ctx.p["threshold"], ctx.dtype), {}
 
 
+@INTERPRETER_RULES.register(Integrator)
 def _integrator(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     v = _integrate(ctx, x, state["v"])
     return v, {"v": v}
 
 
+@INTERPRETER_RULES.register(IF)
 def _if(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     v = _integrate(ctx, x, state["v"])
@@ -289,12 +266,14 @@ def _if(ctx: StepContext, x: Operand, state: State) -> Result:
     return z, {"v": _reset(ctx, v, z)}
 
 
+@INTERPRETER_RULES.register(LI)
 def _li(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     v = _leak(ctx, x, state["v"], ctx.p["tau"])
     return v, {"v": v}
 
 
+@INTERPRETER_RULES.register(LIF)
 def _lif(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     v = _leak(ctx, x, state["v"], ctx.p["tau"])
@@ -302,12 +281,14 @@ def _lif(ctx: StepContext, x: Operand, state: State) -> Result:
     return z, {"v": _reset(ctx, v, z)}
 
 
+@INTERPRETER_RULES.register(CubaLI)
 def _cuba_li(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     i, v = _cuba(ctx, x, state)
     return v, {"i": i, "v": v}
 
 
+@INTERPRETER_RULES.register(CubaLIF)
 def _cuba_lif(ctx: StepContext, x: Operand, state: State) -> Result:
     assert x is not None
     i, v = _cuba(ctx, x, state)
@@ -315,26 +296,19 @@ def _cuba_lif(ctx: StepContext, x: Operand, state: State) -> Result:
     return z, {"i": i, "v": _reset(ctx, v, z)}  # the current is never reset
 
 
-#: One rule per op class; a test checks that every op in ``spikejit.ir.ops.OPS`` has one.
-INTERPRETER_RULES: dict[type[Op], Rule] = {
-    Input: _identity,
-    Output: _identity,
-    Affine: _affine,
-    Linear: _linear,
-    Scale: _scale,
-    Conv1d: _conv,
-    Conv2d: _conv,
-    SumPool2d: _sumpool,
-    AvgPool2d: _avgpool,
-    Flatten: _flatten,
-    Delay: _delay,
-    Threshold: _threshold,
-    Integrator: _integrator,
-    IF: _if,
-    LI: _li,
-    LIF: _lif,
-    CubaLI: _cuba_li,
-    CubaLIF: _cuba_lif,
-    **BIOPHYSICAL_RULES,  # bio.hh, bio.adex, bio.izhikevich (their own module)
-    **FUSED_RULES,  # ops only passes introduce (their own module)
-}
+
+@INTERPRETER_RULES.register(ALIF)
+def _alif(ctx: StepContext, x: Operand, state: State) -> Result:
+    assert x is not None
+    p = ctx.p
+    if ctx.method == "exp":
+        a = state["a"] * np.exp(-ctx.h / p["tau_adapt"])
+    else:
+        a = state["a"] + ctx.h / p["tau_adapt"] * (-state["a"])
+    v = _leak(ctx, x, state["v"], p["tau"])
+    threshold = p["v_threshold"] + p["beta"] * a
+    z = _spike(v, threshold, ctx.dtype)
+    return z, {"v": _reset(ctx, v, z, threshold), "a": a + z}
+
+
+__all__ = ["INTERPRETER_RULES", "Operand", "Result", "Rule", "State", "StepContext"]

@@ -22,25 +22,16 @@ from dataclasses import dataclass
 
 from spikejit.errors import SpikejitError
 from spikejit.ir.ops.base import Op
-from spikejit.ir.ops.fused import FusedLayer
-from spikejit.ir.ops.neurons import LI, CubaLI, CubaLIF, Integrator
 
 SEGMENT_KINDS: tuple[str, ...] = ("layerwise", "stepwise")
 
-#: The state variables of each op with reset-free linear dynamics ``s[t] = a*s[t-1] +
-#: b(x[t], earlier variables)``, in the order they can be solved one after the other. For
-#: ``snn.cuba_lif`` only the synaptic current is linear (the membrane is reset).
-LINEAR_STATES: dict[type[Op], tuple[str, ...]] = {
-    Integrator: ("v",), LI: ("v",), CubaLI: ("i", "v"), CubaLIF: ("i",),
-}
-
 
 def linear_states(op: Op) -> tuple[str, ...]:
-    """The state variables of ``op`` that a parallel-in-time scan can compute (see
-    :data:`LINEAR_STATES`; a fused ``layer.*`` op has its neuron's); ``()`` if none."""
-    if isinstance(op, FusedLayer):
-        return LINEAR_STATES.get(op.neuron_cls, ())
-    return LINEAR_STATES.get(type(op), ())
+    """The state variables of ``op`` that a parallel-in-time scan can compute: the op's
+    ``linear_states`` fact (reset-free linear dynamics ``s[t] = a*s[t-1] + b(x[t], earlier
+    variables)``, in solving order; a fused ``layer.*`` op has its neuron's); ``()`` if
+    none."""
+    return op.linear_states
 STEP_ORDERS: tuple[str, ...] = ("dfs", "jacobi")
 
 

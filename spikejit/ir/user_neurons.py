@@ -2,10 +2,11 @@ r"""User-defined neuron ops: declare the equations in Python, get a full IR op.
 
 :func:`define_neuron` turns a declaration (state variables with their reference values,
 parameters with defaults, a per-step update, a spike condition and a reset) into a new op
-class ``user.<name>``, registered everywhere an op must be: the op registry (so the printer
-and parser know it and the verifier types it), the reference interpreter's rule table, and
-the JAX lowering's rule table (through a listener the lowering installs, because this
-module must stay JAX-free).
+class ``user.<name>``, registered in the op registry (so the printer and parser know it
+and the verifier types it). Its interpreter rule (here) and its lowering rule (in
+:mod:`spikejit.lowering.biophysical`, because this module must stay JAX-free) are each one
+rule for the family :class:`UserNeuron`: they cover every ``user.*`` op while it is
+registered, so defining or removing one touches no rule table.
 
 **One update function, two array libraries.** The interpreter is the NumPy oracle and may
 not import JAX; the lowering must trace JAX. So the user's functions take the array
@@ -44,7 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spikejit.errors import IRError, OptionError
-from spikejit.ir.interp_rules import INTERPRETER_RULES, Operand, Result, State, StepContext
+from spikejit.ir.interp_context import INTERPRETER_RULES, Operand, Result, State, StepContext
 from spikejit.ir.ops import OPS, Op, register_op
 from spikejit.ir.ops.base import SelectableOutputNeuron, param
 from spikejit.ir.types import ParamRef
@@ -61,9 +62,6 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 #: Names the state layout or the op class already use.
 _RESERVED_STATE = frozenset({"out", "buffer", "history", "spikes"})
 _RESERVED_PARAMS = frozenset({"output", *dir(Op)})
-#: Called with (class, defined) on every define/undefine; the lowering listens here.
-_LISTENERS: list[Callable[[type[UserNeuron], bool], None]] = []
-
 
 @dataclass(frozen=True)
 class NeuronSpec:
@@ -214,9 +212,6 @@ def define_neuron(
     cls = dataclasses.make_dataclass(cls_name, fields, bases=(UserNeuron,), frozen=True,
                                      kw_only=True, namespace=namespace)
     register_op(cls)
-    INTERPRETER_RULES[cls] = _interpret_user
-    for listener in _LISTENERS:
-        listener(cls, True)
     return cls
 
 
@@ -226,19 +221,11 @@ def undefine_neuron(name: str) -> None:
     if cls is None or not issubclass(cls, UserNeuron):
         raise OptionError(f"undefine_neuron: no user-defined neuron user.{name}")
     del OPS[cls.mnemonic]
-    INTERPRETER_RULES.pop(cls, None)
-    for listener in _LISTENERS:
-        listener(cls, False)
 
 
 def user_neurons() -> dict[str, type[UserNeuron]]:
     """The user-defined neuron classes currently registered, by mnemonic."""
     return {k: v for k, v in OPS.items() if isinstance(v, type) and issubclass(v, UserNeuron)}
-
-
-def add_listener(listener: Callable[[type[UserNeuron], bool], None]) -> None:
-    """Call ``listener(cls, defined)`` on every later define/undefine (the lowering's hook)."""
-    _LISTENERS.append(listener)
 
 
 def call_user(node_id: str, op: Op, what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -305,11 +292,12 @@ def _interpret_user(ctx: StepContext, x: Operand, state: State) -> Result:
     return y.astype(dtype), {k: (new[k] - ref[k]).astype(dtype) for k in op.state_vars}
 
 
+INTERPRETER_RULES.define_family(UserNeuron, _interpret_user)
+
 __all__ = [
     "SPIKE_MODES",
     "NeuronSpec",
     "UserNeuron",
-    "add_listener",
     "define_neuron",
     "undefine_neuron",
     "user_neurons",

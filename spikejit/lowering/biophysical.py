@@ -7,31 +7,25 @@ of the reference interpreter, so that float32 results match it to rounding; the 
 deviations from each op's reference state (see :mod:`spikejit.ir.ops.biophysical`).
 
 User-defined neurons (:mod:`spikejit.ir.user_neurons`) share one rule that calls the
-user's functions with ``xp = jax.numpy``. Their classes are created at run time, so this
-module installs a listener that adds (and removes) their rules as they are defined.
-
-:func:`register_lowerings` puts every rule into a table; importing this module registers
-them in ``spikejit.lowering.rules.LOWERINGS`` (``rules`` imports this module at its end).
+user's functions with ``xp = jax.numpy``; it is registered for their base class, so it
+covers every ``user.*`` op while that op is defined. Importing this module registers the
+rules in :data:`~spikejit.lowering.context.LOWERINGS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from typing import Any
 
 import jax.numpy as jnp
 from jax import lax
 
-from spikejit.ir.ops import Op
 from spikejit.ir.ops.biophysical import AdEx, HodgkinHuxley, Izhikevich
 from spikejit.ir.user_neurons import (
     UserNeuron,
-    add_listener,
     call_user,
     checked_update,
-    user_neurons,
 )
-from spikejit.lowering.rules import LOWERINGS, NodeContext, Rule, State, _h
+from spikejit.lowering.context import LOWERINGS, NodeContext, Rule, State, step_size
 
 Array = Any
 Consts = dict[str, Any]
@@ -47,7 +41,7 @@ def _params(ctx: NodeContext) -> dict[str, Any]:
 
 
 def _step_ms(ctx: NodeContext) -> float:
-    return _h(ctx) * 1000.0  # _h raises the shared "dt is not set" error
+    return step_size(ctx) * 1000.0  # step_size raises the shared "dt is not set" error
 
 
 def _spike(ctx: NodeContext, v: Array, threshold: Any) -> Array:
@@ -154,7 +148,7 @@ def _izhikevich(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array
 def _prep_user(ctx: NodeContext) -> Consts:
     op = ctx.node.op
     assert isinstance(op, UserNeuron)
-    return {"p": _params(ctx), "h": _h(ctx) / op.spec.time_unit}
+    return {"p": _params(ctx), "h": step_size(ctx) / op.spec.time_unit}
 
 
 def _user(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict]:
@@ -186,30 +180,7 @@ def _user(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict
     return y, {k: new[k] - ref[k] for k in op.state_vars}
 
 
-USER_RULE = Rule("neuron", _user, _prep_user)
-
-#: The rules of this module by op class (user neurons are added as they are defined).
-BIOPHYSICAL_LOWERINGS: dict[type[Op], Rule] = {
-    HodgkinHuxley: Rule("neuron", _hh, _prep_hh),
-    AdEx: Rule("neuron", _adex, _prep_plain),
-    Izhikevich: Rule("neuron", _izhikevich, _prep_plain),
-}
-
-
-def register_lowerings(table: MutableMapping[type[Op], Rule]) -> None:
-    """Add the biophysical rules and one rule per user-defined neuron to ``table``, and keep
-    ``table`` in step with later :func:`~spikejit.ir.user_neurons.define_neuron` calls."""
-    table.update(BIOPHYSICAL_LOWERINGS)
-    for cls in user_neurons().values():
-        table[cls] = USER_RULE
-
-    def listener(cls: type[UserNeuron], defined: bool) -> None:
-        if defined:
-            table[cls] = USER_RULE
-        else:
-            table.pop(cls, None)
-
-    add_listener(listener)
-
-
-register_lowerings(LOWERINGS)
+LOWERINGS.define(Rule("neuron", _hh, _prep_hh), HodgkinHuxley)
+LOWERINGS.define(Rule("neuron", _adex, _prep_plain), AdEx)
+LOWERINGS.define(Rule("neuron", _izhikevich, _prep_plain), Izhikevich)
+LOWERINGS.define_family(UserNeuron, Rule("neuron", _user, _prep_user))

@@ -4,8 +4,9 @@
 sum of padded operands into one concatenation). A fused layer (``fuse-synapse-neuron``) is
 a ``neuron`` rule whose ``pre`` map is the synapse's rule: layerwise segments apply it once
 to the whole ``[T*B, ...]`` block and then scan the neuron's step (one matrix product and
-one scan per layer); stepwise segments apply it per step. Importing this module adds the
-rules to :data:`spikejit.lowering.rules.LOWERINGS` (``rules`` imports it at its end).
+one scan per layer); stepwise segments apply it per step. One rule serves every generated
+``layer.*`` op; importing this module registers the rules in
+:data:`~spikejit.lowering.context.LOWERINGS`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from spikejit.ir.ops import Op
-from spikejit.ir.ops.fused import FUSED_OPS, FusedLayer
+from spikejit.ir.ops.fused import FusedLayer
 from spikejit.ir.ops.pad import Pad
-from spikejit.lowering.rules import LOWERINGS, NodeContext, Rule, State
+from spikejit.lowering.context import LOWERINGS, NodeContext, Rule, State
 
 
 def _pad(ctx: NodeContext, x: jax.Array) -> jax.Array:
@@ -61,11 +62,5 @@ def _fused_step(ctx: NodeContext, consts: dict[str, Any], s: State,
     return neu_rule.apply(neu_ctx, consts, s, x)
 
 
-#: The rules of this module by op class.
-FUSED_LOWERINGS: dict[type[Op], Rule] = {
-    Pad: Rule("map", _pad),
-    **dict.fromkeys(FUSED_OPS.values(), Rule("neuron", _fused_step, _fused_prepare,
-                                             pre=_fused_pre)),
-}
-
-LOWERINGS.update(FUSED_LOWERINGS)
+LOWERINGS.define(Rule("map", _pad), Pad)
+LOWERINGS.define_family(FusedLayer, Rule("neuron", _fused_step, _fused_prepare, pre=_fused_pre))

@@ -18,7 +18,7 @@ down per op but read off it. ``b[t]`` is the step evaluated, over all steps at o
 the variable's previous value 0 (earlier variables at their already solved previous
 values, ``x[t]`` the input); ``a`` is the derivative of the step with respect to that
 previous value (``jax.jvp`` on one sample; it is constant because the map is affine). The
-variables are solved in :data:`~spikejit.ir.schedule.LINEAR_STATES` order, each depending
+variables are solved in :func:`~spikejit.ir.schedule.linear_states` order, each depending
 only on itself and earlier ones: for ``snn.cuba_li`` the current first, then the membrane
 driven by the solved current (``cuba_current`` decides, inside the step, whether that is
 the new or the old current, exactly as in the sequential path). Then the step runs once
@@ -41,9 +41,25 @@ from jax import lax
 from spikejit.errors import LoweringError
 from spikejit.ir.graph import Graph
 from spikejit.ir.schedule import linear_states
-from spikejit.lowering.rules import NodeContext, Rule
+from spikejit.lowering.context import NodeContext, Rule
 
 Array = jax.Array
+
+
+#: JAX backends (``jax.default_backend()``) on which the parallel-in-time scan was measured
+#: faster than the sequential one; ``parallel_scan="auto"`` marks nodes only there. Empty:
+#: on the CPU backend the sequential ``lax.scan`` was faster, forward and backward, for
+#: every measured shape except single-sample toys under a millisecond
+#: (``docs/performance.md``, "Parallel-in-time scan").
+PARALLEL_SCAN_BACKENDS: frozenset[str] = frozenset()
+
+
+def resolve_parallel(option: str) -> str:
+    """``compile``'s ``parallel_scan`` option for the schedule pass: ``auto`` becomes
+    ``on`` on the backends of :data:`PARALLEL_SCAN_BACKENDS` and ``off`` elsewhere."""
+    if option != "auto":
+        return option
+    return "on" if jax.default_backend() in PARALLEL_SCAN_BACKENDS else "off"
 
 
 def _combine(first: tuple[Array, Array], second: tuple[Array, Array]) -> tuple[Array, Array]:

@@ -1,4 +1,4 @@
-r"""Lowering rules: one per op class, in the table :data:`LOWERINGS`.
+r"""Lowering rules of the NIR ops, registered in :data:`~spikejit.lowering.context.LOWERINGS`.
 
 A rule says what one node computes, independent of how the schedule runs it. There are
 three kinds:
@@ -22,8 +22,7 @@ interpreter, so float32 results match it to rounding.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -32,13 +31,12 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from spikejit.errors import LoweringError
-from spikejit.ir.graph import Graph, Node
+from spikejit.ir.graph import Node
 from spikejit.ir.ops import (
+    ALIF,
     IF,
     LI,
     LIF,
-    PARAM_DEFAULTS,
     Affine,
     AvgPool2d,
     Conv1d,
@@ -50,77 +48,26 @@ from spikejit.ir.ops import (
     Input,
     Integrator,
     Linear,
-    Op,
     Output,
     Scale,
     SumPool2d,
     Threshold,
 )
+
+# The other built-in families register on import: with them, LOWERINGS is complete.
+from spikejit.lowering import biophysical, fused  # noqa: F401
 from spikejit.lowering import conv as conv_lowering
-
-Array = jax.Array
-State = Mapping[str, Array]
-SpikeFn = Callable[[Array, Array], Array]
-
-
-@dataclass(frozen=True)
-class NodeContext:
-    """Everything a rule reads besides its input and state.
-
-    Attributes:
-        node: The node (typed).
-        p: Every parameter field of the op: the (traced) array, or the ``PARAM_DEFAULTS``
-            value as a Python float for an omitted optional neuron parameter; an omitted
-            conv bias is absent.
-        h: The time step ``dt`` (``None`` when the graph has none; no rule then reads it).
-        reset: Effective reset mode (the node's own, else the graph's).
-        cuba_current: ``"post"`` or ``"pre"``.
-        method: ``"euler"`` or ``"exp"``.
-        spike: ``spike(v, threshold) -> z`` with the chosen surrogate bound.
-        detach_reset: Whether the reset term is cut from autodiff (the spike still is not).
-        conv_impl: The convolution variant (:data:`spikejit.lowering.conv.CONV_IMPLS`).
-    """
-
-    node: Node
-    p: Mapping[str, Any]
-    h: float | None
-    reset: str
-    cuba_current: str
-    method: str
-    spike: SpikeFn
-    detach_reset: bool
-    conv_impl: str = "auto"
-
-
-def node_context(graph: Graph, node: Node, params: Mapping[str, Array], spike: SpikeFn,
-                 detach_reset: bool, conv_impl: str = "auto") -> NodeContext:
-    """Resolve a node's parameters and options (see :class:`NodeContext`)."""
-    op = node.op
-    p: dict[str, Any] = {}
-    for name in op.param_fields():
-        ref = getattr(op, name)
-        if ref is not None:
-            p[name] = params[ref.name]
-        elif name in PARAM_DEFAULTS:
-            p[name] = PARAM_DEFAULTS[name]
-    reset = getattr(op, "reset", None) or graph.attrs.reset
-    return NodeContext(node, p, graph.attrs.dt, reset, graph.attrs.cuba_current,
-                       graph.attrs.method, spike, detach_reset, conv_impl)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How one op class lowers (see the module docstring for the three kinds).
-
-    A ``neuron`` rule may have ``pre``, a stateless map applied to the summed operand
-    before the neuron step (fused layers: the synapse). Layerwise segments apply it once
-    to the whole ``[T*B, ...]`` block before the scan, stepwise segments per step.
-    """
-
-    kind: str
-    apply: Callable[..., Any]
-    prepare: Callable[[NodeContext], dict[str, Any]] | None = None
-    pre: Callable[[NodeContext, Array], Array] | None = None
+from spikejit.lowering.context import (
+    LOWERINGS,
+    Array,
+    NodeContext,
+    Rule,
+    SpikeFn,
+    State,
+    node_context,
+    rule_for,
+    step_size,
+)
 
 
 # -- stateless ops ------------------------------------------------------------------------
@@ -231,16 +178,9 @@ def _threshold(ctx: NodeContext, x: Array) -> Array:
 
 
 # -- neurons --------------------------------------------------------------------------------
-def _h(ctx: NodeContext) -> float:
-    if ctx.h is None:
-        raise LoweringError("needs the time step, but the graph attribute dt is not set",
-                            node_id=ctx.node.id, op_name=ctx.node.op.mnemonic, loc=ctx.node.loc)
-    return ctx.h
-
-
 def _leak_consts(ctx: NodeContext, tau: Array) -> Array:
     """``h/tau`` (euler) or ``exp(-h/tau)`` (exp), computed once per call from the params."""
-    h = _h(ctx)
+    h = step_size(ctx)
     return jnp.exp(-h / tau) if ctx.method == "exp" else h / tau
 
 
@@ -262,9 +202,11 @@ def _synapse(ctx: NodeContext, k: Any, x: Array, i: Array) -> Array:
     return i + k * (-i + w_in * x)
 
 
-def _fire(ctx: NodeContext, v: Array) -> tuple[Array, Array]:
-    """Spike and reset: ``(z, v after reset)``."""
-    z = ctx.spike(v, ctx.p["v_threshold"])
+def _fire(ctx: NodeContext, v: Array, threshold: Array | None = None) -> tuple[Array, Array]:
+    """Spike and reset: ``(z, v after reset)``; ``threshold`` defaults to ``v_threshold``
+    (a moving threshold is also what ``subtract`` removes)."""
+    threshold = ctx.p["v_threshold"] if threshold is None else threshold
+    z = ctx.spike(v, threshold)
     # Reset through the surrogate or not: snnTorch and SpyTorch detach it by default, which
     # keeps the gradient of a spike train a sum of per-step surrogate terms.
     zr = lax.stop_gradient(z) if ctx.detach_reset else z
@@ -275,12 +217,12 @@ def _fire(ctx: NodeContext, v: Array) -> tuple[Array, Array]:
             v_new = v_new + (zr - lax.stop_gradient(zr)) * (ctx.p["v_reset"] - v)
         return z, v_new
     if ctx.reset == "subtract":
-        return z, v - ctx.p["v_threshold"] * zr
+        return z, v - threshold * zr
     return z, v
 
 
 def _prep_integrate(ctx: NodeContext) -> dict[str, Any]:
-    return {"hr": _h(ctx) * ctx.p["r"]}
+    return {"hr": step_size(ctx) * ctx.p["r"]}
 
 
 def _integrator(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
@@ -327,6 +269,18 @@ def _cuba_lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[
     i, v = _cuba(ctx, c, s, x)
     z, v = _fire(ctx, v)
     return z, {"i": i, "v": v}  # the current is never reset
+
+
+def _prep_alif(ctx: NodeContext) -> dict[str, Any]:
+    return {"k": _leak_consts(ctx, ctx.p["tau"]), "ka": _leak_consts(ctx, ctx.p["tau_adapt"])}
+
+
+def _alif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+    a = s["a"] * c["ka"] if ctx.method == "exp" else s["a"] + c["ka"] * (-s["a"])
+    threshold = ctx.p["v_threshold"] + ctx.p["beta"] * a
+    z, v = _fire(ctx, _leak(ctx, c["k"], x, s["v"]), threshold)
+    # The adaptation jump is part of the reset: cut from autodiff with it.
+    return z, {"v": v, "a": a + (lax.stop_gradient(z) if ctx.detach_reset else z)}
 
 
 # -- delay ------------------------------------------------------------------------------------
@@ -395,40 +349,27 @@ def _delay_marker(*args: Any) -> Any:  # pragma: no cover - never called
     raise AssertionError("snn.delay is lowered by delay_full/delay_step")
 
 
-#: One rule per op class; a test checks that every op in ``spikejit.ir.ops.OPS`` has one.
-LOWERINGS: dict[type[Op], Rule] = {
-    Input: Rule("map", _identity),
-    Output: Rule("map", _identity),
-    Affine: Rule("map", _affine),
-    Linear: Rule("map", _linear),
-    Scale: Rule("map", _scale),
-    Conv1d: Rule("map", _conv),
-    Conv2d: Rule("map", _conv),
-    SumPool2d: Rule("map", _sumpool),
-    AvgPool2d: Rule("map", _avgpool),
-    Flatten: Rule("map", _flatten),
-    Threshold: Rule("map", _threshold),
-    Delay: Rule("delay", _delay_marker),
-    Integrator: Rule("neuron", _integrator, _prep_integrate),
-    IF: Rule("neuron", _if, _prep_integrate),
-    LI: Rule("neuron", _li, _prep_leak),
-    LIF: Rule("neuron", _lif, _prep_leak),
-    CubaLI: Rule("neuron", _cuba_li, _prep_cuba),
-    CubaLIF: Rule("neuron", _cuba_lif, _prep_cuba),
-}
+# ----------------------------------------------------------------------------------------
+LOWERINGS.define(Rule("map", _identity), Input)
+LOWERINGS.define(Rule("map", _identity), Output)
+LOWERINGS.define(Rule("map", _affine), Affine)
+LOWERINGS.define(Rule("map", _linear), Linear)
+LOWERINGS.define(Rule("map", _scale), Scale)
+LOWERINGS.define(Rule("map", _conv), Conv1d)
+LOWERINGS.define(Rule("map", _conv), Conv2d)
+LOWERINGS.define(Rule("map", _sumpool), SumPool2d)
+LOWERINGS.define(Rule("map", _avgpool), AvgPool2d)
+LOWERINGS.define(Rule("map", _flatten), Flatten)
+LOWERINGS.define(Rule("map", _threshold), Threshold)
+LOWERINGS.define(Rule("delay", _delay_marker), Delay)
+LOWERINGS.define(Rule("neuron", _integrator, _prep_integrate), Integrator)
+LOWERINGS.define(Rule("neuron", _if, _prep_integrate), IF)
+LOWERINGS.define(Rule("neuron", _li, _prep_leak), LI)
+LOWERINGS.define(Rule("neuron", _lif, _prep_leak), LIF)
+LOWERINGS.define(Rule("neuron", _cuba_li, _prep_cuba), CubaLI)
+LOWERINGS.define(Rule("neuron", _cuba_lif, _prep_cuba), CubaLIF)
+LOWERINGS.define(Rule("neuron", _alif, _prep_alif), ALIF)
 
 
-def rule_for(graph: Graph, node: Node) -> Rule:
-    """The rule of ``node``'s op; :class:`LoweringError` naming the node if there is none."""
-    rule = LOWERINGS.get(type(node.op))
-    if rule is None:
-        have = ", ".join(sorted(cls.mnemonic for cls in LOWERINGS))
-        raise graph.error(LoweringError, node.id,
-                          f"no lowering for {node.op.mnemonic}; have {have}")
-    return rule
-
-
-# Biophysical (bio.*) and user-defined neurons keep their rules in their own module, which
-# adds them to LOWERINGS when imported; imported last because it uses the names above.
-import spikejit.lowering.biophysical  # noqa: E402
-import spikejit.lowering.fused  # noqa: E402, F401  (ops only passes introduce: nn.pad, layer.*)
+__all__ = ["LOWERINGS", "NodeContext", "Rule", "SpikeFn", "State", "delay_full", "delay_push",
+           "delay_step", "delay_steps", "node_context", "rule_for"]

@@ -45,7 +45,8 @@ PRESETS.update({
     "O2": "canonicalize,fold-scale,fold-affine,cse,merge-fanin,fuse-synapse-neuron,dce",
 })
 
-#: The level ``spikejit.compile`` should use when the caller names none.
+#: The level :func:`full_pipeline` uses when the caller names none. (``spikejit.compile``
+#: runs the lighter ``O1`` by default: ``spikejit.compiler.DEFAULT_PASSES``.)
 DEFAULT_LEVEL = "O2"
 
 

@@ -39,28 +39,19 @@ from collections.abc import Callable, Sequence
 
 from spikejit.ir.graph import Graph, Node, Use
 from spikejit.ir.ops import (
-    IF,
-    LI,
-    LIF,
     Affine,
     Conv1d,
     Conv2d,
-    CubaLI,
-    CubaLIF,
     Delay,
     Flatten,
-    Integrator,
     Op,
     Output,
-    Scale,
-    Threshold,
 )
 from spikejit.ir.types import ParamRef
 from spikejit.passes.base import Pass
 from spikejit.passes.rewrite import Derivations, finish, forward_to, shifted, substitute, typed
 
 #: Ops whose every parameter is applied elementwise, broadcast to the layer shape.
-ELEMENTWISE = (Integrator, IF, LI, LIF, CubaLI, CubaLIF, Threshold, Scale)
 
 
 def _input_shape(graph: Graph, node: Node) -> tuple[int, ...]:
@@ -108,7 +99,7 @@ def _layer_fields(node: Node) -> list[tuple[str, tuple[int, ...]]]:
     assert t is not None
     # Only ops whose parameters are documented as elementwise over the layer (the NIR
     # neurons, threshold, scale); other neurons may read a parameter differently.
-    if isinstance(op, ELEMENTWISE):
+    if op.elementwise:
         return [(f, t.shape) for f, _ in op.params()]
     if isinstance(op, Affine):
         return [("bias", t.shape)]

@@ -25,10 +25,10 @@ Options:
   these neurons; :func:`spikejit.ir.schedule.linear_states`) is named in the segment's
   ``parallel(...)`` list, and the lowering runs its recurrence over time as an
   associative scan (:mod:`spikejit.lowering.parallel_scan`; the same values up to float
-  rounding). ``auto`` does so only on the JAX backends listed in
-  :data:`PARALLEL_SCAN_BACKENDS`, where it was measured faster; none so far (on CPU the
-  sequential scan won on every shape but single-sample toys, ``docs/performance.md``), so
-  ``auto`` is ``off`` today. Stepwise segments never run a node in parallel.
+  rounding). Whether it pays depends on the JAX backend, which this JAX-free pass does not
+  know: ``compile`` turns ``auto`` into ``on`` or ``off``
+  (:func:`spikejit.lowering.parallel_scan.resolve_parallel`); in a pipeline run by itself
+  ``auto`` is ``off``. Stepwise segments never run a node in parallel.
 
 Segments follow a topological order of the condensation; ties prefer continuing the
 current kind of segment (fewer, longer segments), then the earliest node in print order.
@@ -49,19 +49,12 @@ from spikejit.errors import PassError, ScheduleError
 from spikejit.ir.analysis import step_order
 from spikejit.ir.graph import Graph, Use
 from spikejit.ir.names import format_name
-from spikejit.ir.schedule import Schedule, Segment, linear_states
+from spikejit.ir.schedule import STEP_ORDERS, Schedule, Segment, linear_states
 from spikejit.passes.base import Pass
 
 MODES: tuple[str, ...] = ("auto", "layerwise", "stepwise")
-ORDERS: tuple[str, ...] = ("dfs", "jacobi")
+ORDERS: tuple[str, ...] = STEP_ORDERS  # one list: the IR validates the same names
 PARALLEL: tuple[str, ...] = ("auto", "off", "on")
-
-#: JAX backends (``jax.default_backend()``) on which the parallel-in-time scan was measured
-#: faster than the sequential one; ``parallel=auto`` marks nodes only there. Empty: on the
-#: CPU backend the sequential ``lax.scan`` was faster, forward and backward, for every
-#: measured shape except single-sample toys under a millisecond (``docs/performance.md``,
-#: "Parallel-in-time scan").
-PARALLEL_SCAN_BACKENDS: frozenset[str] = frozenset()
 
 
 def cyclic_components(graph: Graph) -> list[list[str]]:
@@ -107,13 +100,8 @@ def _describe_cycle(graph: Graph, members: list[str]) -> str:
 
 
 def parallel_enabled(parallel: str) -> bool:
-    """Whether ``parallel`` (``auto``, ``off`` or ``on``) marks eligible nodes here."""
-    if parallel == "auto":
-        if not PARALLEL_SCAN_BACKENDS:
-            return False
-        import jax  # only when some backend is listed: the IR passes do not need JAX
-
-        return jax.default_backend() in PARALLEL_SCAN_BACKENDS
+    """Whether ``parallel`` (``auto``, ``off`` or ``on``) marks eligible nodes: only ``on``
+    (``compile`` has already decided what ``auto`` means on its backend)."""
     return parallel == "on"
 
 

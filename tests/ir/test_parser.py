@@ -29,7 +29,7 @@ from spikejit.ir.parser import parse_file
 
 #: The fused layer ops (spikejit.ir.ops.fused), as they sort in the known-ops list.
 SYNAPSES = ("affine", "conv1d", "conv2d", "linear")
-NEURONS = ("cuba_li", "cuba_lif", "i", "if", "li", "lif")
+NEURONS = ("alif", "cuba_li", "cuba_lif", "i", "if", "li", "lif")
 
 RNN_TEXT = """\
 // A recurrent network, written by hand: spacing and comments are free.
@@ -197,7 +197,7 @@ ERRORS = [
      "io.input, io.output, " + ", ".join(f"layer.{s}_{n}" for s in SYNAPSES for n in NEURONS)
      + ", nn.affine, "
      "nn.avgpool2d, nn.conv1d, nn.conv2d, nn.flatten, nn.linear, nn.pad, nn.scale, nn.sumpool2d, "
-     "snn.cuba_li, snn.cuba_lif, snn.delay, snn.i, snn.if, snn.li, snn.lif, snn.threshold\n"
+     "snn.alif, snn.cuba_li, snn.cuba_lif, snn.delay, snn.i, snn.if, snn.li, snn.lif, snn.threshold\n"
      "    %x = snn.foo(%x)\n"
      "         ^"),
     (H + "  %x = io.input() {typ = f32[3]}\n}",

@@ -1,98 +1,80 @@
 """The op registry: every concrete op, keyed by its printed mnemonic.
 
-``OPS`` is explicit (no import side effects); the printer, parser, verifier, interpreter and
-lowering each keep their own rule table keyed by these classes, and a test checks that all
-tables cover all ops.
+Each family module (``io``, ``synapses``, ``structural``, ``neurons``, ``biophysical``,
+``pad``) defines its op classes and lists them in its ``__all__``; :data:`OPS` collects
+them in that order, then the fused ``layer.*`` ops generated from the ``fusion`` facts.
+:func:`register_op` refuses a class that does not state every fact of
+:data:`~spikejit.ir.ops.base.OP_FACTS`, so no op can silently miss a pass or a table:
+those read the facts, not hand-kept lists.
+
+Adding an op: define the class in its family module (and its ``__all__``), then its
+interpreter rule and its lowering rule (``docs/adding-an-op.md``).
 """
 
 from __future__ import annotations
 
-from spikejit.ir.ops.base import Op, OpError
-from spikejit.ir.ops.biophysical import AdEx, HodgkinHuxley, Izhikevich
-from spikejit.ir.ops.fused import FUSED_OPS, FusedLayer
-from spikejit.ir.ops.io import Input, Output
-from spikejit.ir.ops.neurons import (
-    IF,
-    LI,
-    LIF,
-    PARAM_DEFAULTS,
-    RESET_MODES,
-    CubaLI,
-    CubaLIF,
-    Integrator,
-    Threshold,
-)
-from spikejit.ir.ops.pad import Pad
-from spikejit.ir.ops.structural import AvgPool2d, Delay, Flatten, SumPool2d
-from spikejit.ir.ops.synapses import Affine, Conv1d, Conv2d, Linear, Scale
+from types import ModuleType
 
-OPS: dict[str, type[Op]] = {
-    cls.mnemonic: cls
-    for cls in (
-        Input,
-        Output,
-        Affine,
-        Linear,
-        Scale,
-        Conv1d,
-        Conv2d,
-        SumPool2d,
-        AvgPool2d,
-        Flatten,
-        Delay,
-        Threshold,
-        Integrator,
-        IF,
-        LI,
-        LIF,
-        CubaLI,
-        CubaLIF,
-        HodgkinHuxley,
-        AdEx,
-        Izhikevich,
-        Pad,
-        *FUSED_OPS.values(),
-    )
-}
+from spikejit.ir.ops import biophysical, io, neurons, pad, structural, synapses
+from spikejit.ir.ops.base import OP_FACTS, Op, OpError, missing_facts
+from spikejit.ir.ops.biophysical import *  # noqa: F403
+from spikejit.ir.ops.fused import FUSED_OPS, FusedLayer, generate_fused_ops
+from spikejit.ir.ops.io import *  # noqa: F403
+from spikejit.ir.ops.neurons import *  # noqa: F403
+from spikejit.ir.ops.neurons import PARAM_DEFAULTS, RESET_MODES
+from spikejit.ir.ops.pad import *  # noqa: F403
+from spikejit.ir.ops.structural import *  # noqa: F403
+from spikejit.ir.ops.synapses import *  # noqa: F403
+
+#: The family modules, in the order their ops are listed.
+FAMILIES: tuple[ModuleType, ...] = (io, synapses, structural, neurons, biophysical, pad)
+
+OPS: dict[str, type[Op]] = {}
 
 
 def register_op(cls: type[Op]) -> type[Op]:
-    """Add an op class to the registry (for extensions such as biophysical neurons)."""
-    if not cls.mnemonic or "." not in cls.mnemonic:
-        raise ValueError(f"op class {cls.__name__} needs a 'dialect.name' mnemonic")
+    """Add an op class to the registry (families at import, user-defined neurons later).
+
+    Raises:
+        ValueError: The class lacks a ``dialect.name`` mnemonic or a fact of
+            :data:`~spikejit.ir.ops.base.OP_FACTS`, or its mnemonic is taken by another
+            class.
+    """
+    problems = missing_facts(cls)
+    if problems:
+        raise ValueError(f"op class {cls.__name__} does not state: {'; '.join(problems)}")
+    other = OPS.get(cls.mnemonic)
+    if other is not None and other is not cls:
+        raise ValueError(f"op class {cls.__name__}: the mnemonic {cls.mnemonic!r} belongs to "
+                         f"{other.__name__}")
     OPS[cls.mnemonic] = cls
     return cls
 
 
+def family_ops(module: ModuleType) -> list[type[Op]]:
+    """The op classes a family module exports, in the order of its ``__all__``."""
+    found = (getattr(module, name) for name in module.__all__)
+    return [c for c in found if isinstance(c, type) and issubclass(c, Op) and c.mnemonic]
+
+
+for _module in FAMILIES:
+    for _cls in family_ops(_module):
+        register_op(_cls)
+for _cls in generate_fused_ops(list(OPS.values())):
+    register_op(_cls)
+
 __all__ = [
+    "FAMILIES",
     "FUSED_OPS",
-    "IF",
-    "LI",
-    "LIF",
     "OPS",
+    "OP_FACTS",
     "PARAM_DEFAULTS",
     "RESET_MODES",
-    "AdEx",
-    "Affine",
-    "AvgPool2d",
-    "Conv1d",
-    "Conv2d",
-    "CubaLI",
-    "CubaLIF",
-    "Delay",
-    "Flatten",
     "FusedLayer",
-    "HodgkinHuxley",
-    "Input",
-    "Integrator",
-    "Izhikevich",
-    "Linear",
     "Op",
     "OpError",
-    "Output",
-    "Pad",
-    "Scale",
-    "SumPool2d",
-    "Threshold",
+    "family_ops",
+    "missing_facts",
     "register_op",
+    *(name for module in FAMILIES for name in module.__all__),
 ]

@@ -47,6 +47,20 @@ class Op:
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = None
 
+    # Facts every op class must state (no default here: :func:`missing_facts` names what a
+    # class forgot, and registering it fails). Passes, the NIR frontend and exporter, and
+    # the lowering read them; no other table lists ops by hand.
+    #: The NIR primitive this op imports from and exports to (``"LIF"``), or ``None``.
+    nir_kind: ClassVar[str | None]
+    #: Every parameter broadcasts elementwise to the layer shape (canonicalisation
+    #: materialises those broadcasts and folds scales through such ops).
+    elementwise: ClassVar[bool]
+    #: The state variables a parallel-in-time scan may solve (linear recurrences
+    #: ``s[t] = a*s[t-1] + b``), in the order they can be solved one after the other.
+    linear_states: ClassVar[tuple[str, ...]]
+    #: Role in the ``fuse-synapse-neuron`` pass: ``"synapse"``, ``"neuron"`` or ``None``.
+    fusion: ClassVar[str | None]
+
     def __post_init__(self) -> None:
         for f in _fields(type(self)):
             value = getattr(self, f.name)
@@ -125,6 +139,10 @@ class SelectableOutputNeuron(Op):
     category: ClassVar[str] = "neuron"
     spiking: ClassVar[bool] = True
     uses_dt: ClassVar[bool] = True
+    nir_kind: ClassVar[str | None] = None
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     def output_modes(self) -> tuple[str, ...]:
         """The accepted values of the ``output`` attribute."""
@@ -142,6 +160,35 @@ class SelectableOutputNeuron(Op):
         for name in self.param_fields():
             self._check_broadcast(name, x.shape)
         return TensorType(x.shape, x.dtype, getattr(self, "output", None) == "spikes")
+
+
+#: The class facts without a default on :class:`Op`, with the values each may take.
+OP_FACTS: dict[str, str] = {
+    "nir_kind": "a NIR primitive name or None",
+    "elementwise": "True or False",
+    "linear_states": "a tuple of state variable names",
+    "fusion": "'synapse', 'neuron' or None",
+}
+FUSION_ROLES: tuple[str | None, ...] = ("synapse", "neuron", None)
+
+
+def missing_facts(cls: type[Op]) -> list[str]:
+    """What ``cls`` fails to state or states wrongly (empty for a complete op class)."""
+    problems = [f"{name} ({what})" for name, what in OP_FACTS.items() if not hasattr(cls, name)]
+    if problems:
+        return problems
+    if not cls.mnemonic or "." not in cls.mnemonic:
+        problems.append("mnemonic ('dialect.name')")
+    if not cls.category:
+        problems.append("category")
+    if cls.fusion not in FUSION_ROLES:
+        problems.append(f"fusion ({OP_FACTS['fusion']}), got {cls.fusion!r}")
+    if not set(cls.linear_states) <= set(cls.state_vars):
+        problems.append(f"linear_states {cls.linear_states} (a subset of state_vars "
+                        f"{cls.state_vars})")
+    if cls.fusion == "neuron" and cls.category != "neuron":
+        problems.append("fusion 'neuron' needs category 'neuron'")
+    return problems
 
 
 def _is_param_field(f: dataclasses.Field[Any]) -> bool:

@@ -1,9 +1,9 @@
 r"""Fused layers: a synapse op and the neuron it feeds, as one op (``fuse-synapse-neuron``).
 
-For every synapse ``S`` in (``nn.linear``, ``nn.affine``, ``nn.conv1d``, ``nn.conv2d``) and
-every NIR neuron ``N`` in (``snn.i``, ``snn.if``, ``snn.li``, ``snn.lif``, ``snn.cuba_li``,
-``snn.cuba_lif``) there is one op ``layer.<s>_<n>`` (``layer.affine_lif``, class
-``AffineLIF``) computing
+For every op ``S`` stating ``fusion = "synapse"`` (``nn.linear``, ``nn.affine``,
+``nn.conv1d``, ``nn.conv2d``) and every op ``N`` stating ``fusion = "neuron"`` (``snn.i``,
+``snn.if``, ``snn.li``, ``snn.lif``, ``snn.cuba_li``, ``snn.cuba_lif``, ...) the registry
+generates one op ``layer.<s>_<n>`` (``layer.affine_lif``, class ``AffineLIF``) computing
 
     y[t] = N(S(x[t]))    with N's state and output, S applied to the summed operand
 
@@ -21,16 +21,12 @@ in layerwise segments (one matrix product and one scan per layer).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from spikejit.ir.ops.base import Op, set_field
-from spikejit.ir.ops.neurons import IF, LI, LIF, CubaLI, CubaLIF, Integrator
-from spikejit.ir.ops.synapses import Affine, Conv1d, Conv2d, Linear
 from spikejit.ir.types import TensorType
-
-SYNAPSE_OPS: tuple[type[Op], ...] = (Linear, Affine, Conv1d, Conv2d)
-NEURON_OPS: tuple[type[Op], ...] = (Integrator, IF, LI, LIF, CubaLI, CubaLIF)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +35,9 @@ class FusedLayer(Op):
 
     category: ClassVar[str] = "neuron"
     uses_dt: ClassVar[bool] = True
+    nir_kind: ClassVar[str | None] = None
+    elementwise: ClassVar[bool] = False
+    fusion: ClassVar[str | None] = None
     synapse_cls: ClassVar[type[Op]] = Op
     neuron_cls: ClassVar[type[Op]] = Op
 
@@ -102,6 +101,7 @@ def _make(synapse: type[Op], neuron: type[Op]) -> type[FusedLayer]:
     namespace = {
         "mnemonic": f"layer.{_short(synapse)}_{_short(neuron)}",
         "state_vars": neuron.state_vars,
+        "linear_states": neuron.linear_states,
         "spiking": neuron.spiking,
         "synapse_cls": synapse,
         "neuron_cls": neuron,
@@ -114,9 +114,18 @@ def _make(synapse: type[Op], neuron: type[Op]) -> type[FusedLayer]:
     return cls
 
 
-#: Every fused op by (synapse class, neuron class).
-FUSED_OPS: dict[tuple[type[Op], type[Op]], type[FusedLayer]] = {
-    (s, n): _make(s, n) for s in SYNAPSE_OPS for n in NEURON_OPS
-}
-# Module attributes (``spikejit.ir.ops.fused.AffineLIF``), so the classes have a home.
-globals().update({cls.__name__: cls for cls in FUSED_OPS.values()})
+#: Every fused op by (synapse class, neuron class); filled by :func:`generate_fused_ops`.
+FUSED_OPS: dict[tuple[type[Op], type[Op]], type[FusedLayer]] = {}
+
+
+def generate_fused_ops(ops: Iterable[type[Op]]) -> list[type[FusedLayer]]:
+    """Make ``layer.<s>_<n>`` for every synapse and neuron among ``ops`` (by their
+    ``fusion`` fact), add them to :data:`FUSED_OPS` and return the new classes."""
+    ops = list(ops)
+    made = []
+    for s in (c for c in ops if c.fusion == "synapse"):
+        for n in (c for c in ops if c.fusion == "neuron"):
+            if (s, n) not in FUSED_OPS:
+                FUSED_OPS[(s, n)] = _make(s, n)
+                made.append(FUSED_OPS[(s, n)])
+    return made

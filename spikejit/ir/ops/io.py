@@ -19,6 +19,10 @@ class Input(Op):
 
     mnemonic: ClassVar[str] = "io.input"
     category: ClassVar[str] = "io"
+    nir_kind: ClassVar[str | None] = 'Input'
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
     min_inputs: ClassVar[int] = 0
     max_inputs: ClassVar[int | None] = 0
 
@@ -40,6 +44,13 @@ class Output(Op):
 
     mnemonic: ClassVar[str] = "io.output"
     category: ClassVar[str] = "io"
+    nir_kind: ClassVar[str | None] = 'Output'
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     def infer_type(self, in_type: TensorType | None) -> TensorType:
         return self._require_input(in_type)
+
+
+__all__ = ["Input", "Output"]

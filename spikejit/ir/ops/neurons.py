@@ -31,6 +31,8 @@ PARAM_DEFAULTS: dict[str, float] = {"r": 1.0, "v_leak": 0.0, "v_reset": 0.0, "w_
 class _Neuron(Op):
     category: ClassVar[str] = "neuron"
     uses_dt: ClassVar[bool] = True
+    elementwise: ClassVar[bool] = True
+    fusion: ClassVar[str | None] = 'neuron'
 
     def infer_type(self, in_type: TensorType | None) -> TensorType:
         x = self._require_input(in_type)
@@ -58,6 +60,10 @@ class Threshold(Op):
     mnemonic: ClassVar[str] = "snn.threshold"
     category: ClassVar[str] = "neuron"
     spiking: ClassVar[bool] = True
+    nir_kind: ClassVar[str | None] = 'Threshold'
+    elementwise: ClassVar[bool] = True
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     threshold: ParamRef = param()
 
@@ -74,6 +80,8 @@ class Integrator(_Neuron):
 
     mnemonic: ClassVar[str] = "snn.i"
     state_vars: ClassVar[tuple[str, ...]] = ("v",)
+    nir_kind: ClassVar[str | None] = 'I'
+    linear_states: ClassVar[tuple[str, ...]] = ('v',)
 
     r: ParamRef | None = param(optional=True)
 
@@ -88,6 +96,8 @@ class IF(_Spiking):
 
     mnemonic: ClassVar[str] = "snn.if"
     state_vars: ClassVar[tuple[str, ...]] = ("v",)
+    nir_kind: ClassVar[str | None] = 'IF'
+    linear_states: ClassVar[tuple[str, ...]] = ()
 
     v_threshold: ParamRef = param()
     r: ParamRef | None = param(optional=True)
@@ -105,6 +115,8 @@ class LI(_Neuron):
 
     mnemonic: ClassVar[str] = "snn.li"
     state_vars: ClassVar[tuple[str, ...]] = ("v",)
+    nir_kind: ClassVar[str | None] = 'LI'
+    linear_states: ClassVar[tuple[str, ...]] = ('v',)
 
     tau: ParamRef = param()
     r: ParamRef | None = param(optional=True)
@@ -122,6 +134,8 @@ class LIF(_Spiking):
 
     mnemonic: ClassVar[str] = "snn.lif"
     state_vars: ClassVar[tuple[str, ...]] = ("v",)
+    nir_kind: ClassVar[str | None] = 'LIF'
+    linear_states: ClassVar[tuple[str, ...]] = ()
 
     tau: ParamRef = param()
     v_threshold: ParamRef = param()
@@ -143,6 +157,8 @@ class CubaLI(_Neuron):
 
     mnemonic: ClassVar[str] = "snn.cuba_li"
     state_vars: ClassVar[tuple[str, ...]] = ("i", "v")
+    nir_kind: ClassVar[str | None] = 'CubaLI'
+    linear_states: ClassVar[tuple[str, ...]] = ('i', 'v')
 
     tau_syn: ParamRef = param()
     tau_mem: ParamRef = param()
@@ -162,6 +178,8 @@ class CubaLIF(_Spiking):
 
     mnemonic: ClassVar[str] = "snn.cuba_lif"
     state_vars: ClassVar[tuple[str, ...]] = ("i", "v")
+    nir_kind: ClassVar[str | None] = 'CubaLIF'
+    linear_states: ClassVar[tuple[str, ...]] = ('i',)
 
     tau_syn: ParamRef = param()
     tau_mem: ParamRef = param()
@@ -171,3 +189,35 @@ class CubaLIF(_Spiking):
     v_reset: ParamRef | None = param(optional=True)
     w_in: ParamRef | None = param(optional=True)
     reset: str | None = None
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class ALIF(_Spiking):
+    r"""Adaptive-threshold leaky integrate-and-fire (LSNN, Bellec et al. 2018); not in NIR.
+
+    The LIF fields plus ``tau_adapt`` (the adaptation's time constant) and ``beta`` (how
+    much one unit of adaptation raises the threshold). Per step, with ``h = dt``:
+    ``a += h/tau_adapt*(-a)`` (``method = exp``: ``a *= exp(-h/tau_adapt)``); ``v`` as
+    ``snn.lif``; ``z = v > v_threshold + beta*a`` (updated ``v`` and ``a``); where ``z``:
+    the reset of ``v`` (``value``: ``v = v_reset``; ``subtract``: ``v -= v_threshold +
+    beta*a``, the threshold that was crossed) and ``a += 1``; output ``z``. State: ``v``,
+    ``a``.
+    """
+
+    mnemonic: ClassVar[str] = "snn.alif"
+    nir_kind: ClassVar[str | None] = None
+    state_vars: ClassVar[tuple[str, ...]] = ("v", "a")
+    linear_states: ClassVar[tuple[str, ...]] = ()
+
+    tau: ParamRef = param()
+    v_threshold: ParamRef = param()
+    tau_adapt: ParamRef = param()
+    beta: ParamRef = param()
+    r: ParamRef | None = param(optional=True)
+    v_leak: ParamRef | None = param(optional=True)
+    v_reset: ParamRef | None = param(optional=True)
+    reset: str | None = None
+
+
+__all__ = ["ALIF", "IF", "LI", "LIF", "CubaLI", "CubaLIF", "Integrator", "Threshold"]

@@ -29,6 +29,10 @@ class Pad(Op):
 
     mnemonic: ClassVar[str] = "nn.pad"
     category: ClassVar[str] = "structural"
+    nir_kind: ClassVar[str | None] = None
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     before: int = 0
     after: int = 0
@@ -45,3 +49,6 @@ class Pad(Op):
             raise OpError(f"input {x} has no axis to pad")
         shape = (*x.shape[:-1], self.before + x.shape[-1] + self.after)
         return TensorType(shape, x.dtype, x.spike)
+
+
+__all__ = ["Pad"]

@@ -12,6 +12,9 @@ from spikejit.ir.types import TensorType
 @dataclass(frozen=True, kw_only=True)
 class _Pool2d(Op):
     category: ClassVar[str] = "structural"
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     kernel_size: Any
     stride: Any = None
@@ -48,6 +51,7 @@ class SumPool2d(_Pool2d):
     """
 
     mnemonic: ClassVar[str] = "nn.sumpool2d"
+    nir_kind: ClassVar[str | None] = "SumPool2d"
 
 
 @final
@@ -59,6 +63,7 @@ class AvgPool2d(_Pool2d):
     """
 
     mnemonic: ClassVar[str] = "nn.avgpool2d"
+    nir_kind: ClassVar[str | None] = "AvgPool2d"
 
 
 @final
@@ -72,6 +77,10 @@ class Flatten(Op):
 
     mnemonic: ClassVar[str] = "nn.flatten"
     category: ClassVar[str] = "structural"
+    nir_kind: ClassVar[str | None] = 'Flatten'
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     start_dim: int = 0
     end_dim: int = -1
@@ -114,6 +123,10 @@ class Delay(Op):
 
     mnemonic: ClassVar[str] = "snn.delay"
     category: ClassVar[str] = "delay"
+    nir_kind: ClassVar[str | None] = 'Delay'
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     steps: Any
 
@@ -142,3 +155,6 @@ class Delay(Op):
             raise OpError(f"has {len(self.steps)} delays, but its input {x} has {x.size} "
                           f"elements (give one delay, or one per element)")
         return x
+
+
+__all__ = ["AvgPool2d", "Delay", "Flatten", "SumPool2d"]

@@ -48,6 +48,10 @@ class Affine(Op):
 
     mnemonic: ClassVar[str] = "nn.affine"
     category: ClassVar[str] = "synapse"
+    nir_kind: ClassVar[str | None] = 'Affine'
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = 'synapse'
 
     weight: ParamRef = param()
     bias: ParamRef = param()
@@ -68,6 +72,10 @@ class Linear(Op):
 
     mnemonic: ClassVar[str] = "nn.linear"
     category: ClassVar[str] = "synapse"
+    nir_kind: ClassVar[str | None] = 'Linear'
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = 'synapse'
 
     weight: ParamRef = param()
 
@@ -87,6 +95,10 @@ class Scale(Op):
 
     mnemonic: ClassVar[str] = "nn.scale"
     category: ClassVar[str] = "synapse"
+    nir_kind: ClassVar[str | None] = 'Scale'
+    elementwise: ClassVar[bool] = True
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = None
 
     scale: ParamRef = param()
 
@@ -102,6 +114,9 @@ class _Conv(Op):
 
     category: ClassVar[str] = "synapse"
     ndim: ClassVar[int] = 0
+    elementwise: ClassVar[bool] = False
+    linear_states: ClassVar[tuple[str, ...]] = ()
+    fusion: ClassVar[str | None] = 'synapse'
 
     weight: ParamRef = param()
     bias: ParamRef | None = param(optional=True)
@@ -133,7 +148,7 @@ class _Conv(Op):
             self._fail(f"bias @{self.bias.name} must have shape [{c_out}], got {self.bias.type}")
 
     def pads(self) -> tuple[tuple[int, int], ...]:
-        """(low, high) zero padding per spatial axis, as in NIR_SEMANTICS ('same' splits
+        """(low, high) zero padding per spatial axis, as in nir-euler-v1, docs/nir.md ('same' splits
         ``d*(K-1)`` as ``(tot//2, tot - tot//2)``)."""
         kernel = self.weight.type.shape[2:]
         if self.padding == "valid":
@@ -180,6 +195,7 @@ class Conv1d(_Conv):
     """
 
     mnemonic: ClassVar[str] = "nn.conv1d"
+    nir_kind: ClassVar[str | None] = "Conv1d"
     ndim: ClassVar[int] = 1
 
 
@@ -193,4 +209,8 @@ class Conv2d(_Conv):
     """
 
     mnemonic: ClassVar[str] = "nn.conv2d"
+    nir_kind: ClassVar[str | None] = "Conv2d"
     ndim: ClassVar[int] = 2
+
+
+__all__ = ["Affine", "Conv1d", "Conv2d", "Linear", "Scale"]
