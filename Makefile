@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: help install demo test test-fast lint golden bench clean
+.PHONY: help install demo check lint typecheck test test-fast golden bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,7 +21,8 @@ install: $(VENV)/.installed ## create .venv and install spikejit with test extra
 demo: install ## run the main job on the bundled example model
 	$(VENV)/bin/spikejit run
 
-test: install ## run the whole test suite (what CI runs)
+# The static checks run first: they take seconds, the suite minutes.
+test: install check ## static checks, then the whole test suite (what CI runs)
 	$(PY) -m pytest
 
 test-fast: install ## the suite without tests marked slow
@@ -30,8 +31,14 @@ test-fast: install ## the suite without tests marked slow
 golden: install ## rewrite golden IR files (review with git diff)
 	$(PY) -m pytest tests/passes --update-golden
 
-lint: install ## ruff
-	$(VENV)/bin/ruff check spikejit tests
+check: lint typecheck ## ruff and mypy (part of `make test`)
+
+lint: install ## ruff over the package, the tests and the benchmarks (rules in pyproject.toml)
+	$(VENV)/bin/ruff check spikejit tests benchmarks
+
+# benchmarks/ is not part of the package (the package never imports it), so it is named here.
+typecheck: install ## mypy over the package and the benchmarks (settings in pyproject.toml)
+	$(VENV)/bin/mypy spikejit benchmarks
 
 bench: install ## the benchmark suite
 	$(PY) -m benchmarks

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.suite import IMPLS
+from benchmarks.suite import IMPLS, Mode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from benchmarks.run import run_suite
 
-    mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
+    mode: Mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
     path = run_suite(args.quick, args.out, mode=mode, only=args.only, impls=args.impls,
                      mem_limit_gb=args.mem_limit_gb,
                      child_timeout_s=args.child_timeout, log=lambda s: print(s, flush=True))

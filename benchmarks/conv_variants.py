@@ -31,6 +31,8 @@ from benchmarks.harness import Prepared
 DEFAULT_IMPLS = ("norse-compile", "snntorch", "jax", "spikejit:auto", "spikejit:xla:off",
                  "spikejit:custom_vjp:off", "spikejit:custom_vjp:1", "spikejit:custom_vjp:2",
                  "spikejit-stepwise:custom_vjp")
+#: One implementation's measurements: ``{"fwd": [s], "train": [s], "spikes": array}``.
+Result = dict[str, Any]
 
 
 def build(impl: str, w: wl.Workload, params: dict[str, np.ndarray], x: np.ndarray) -> Prepared:
@@ -61,12 +63,12 @@ def _time(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def run(steps: int, batch: int, impls: tuple[str, ...], rounds: int) -> dict[str, dict]:
+def run(steps: int, batch: int, impls: tuple[str, ...], rounds: int) -> dict[str, Result]:
     """``{impl: {"fwd": [s], "train": [s], "spikes": array}}`` for one T."""
     w = wl.Workload("cnn", "cnn", steps, batch, 2, 32, image=48, n_out=10)
     params, x = wl.make_params(w), wl.make_input(w)
     built = {i: build(i, w, params, x) for i in impls}
-    out: dict[str, dict] = {i: {"fwd": [], "train": []} for i in impls}
+    out: dict[str, Result] = {i: {"fwd": [], "train": []} for i in impls}
     for i, p in built.items():  # warm-up (compiles torch.compile and fills caches)
         assert p.forward is not None and p.train_step is not None
         out[i]["spikes"] = np.asarray(p.forward())
@@ -79,7 +81,7 @@ def run(steps: int, batch: int, impls: tuple[str, ...], rounds: int) -> dict[str
     return out
 
 
-def table(steps: int, res: dict[str, dict], ref: str) -> str:
+def table(steps: int, res: dict[str, Result], ref: str) -> str:
     """Markdown rows: median ms and median per-round ratio to ``ref``."""
     lines = [f"| impl (T={steps}) | fwd ms | fwd+bwd ms | fwd / {ref} | fwd+bwd / {ref} | "
              f"spikes = {ref} |", "|---|---:|---:|---:|---:|---:|"]
@@ -87,8 +89,8 @@ def table(steps: int, res: dict[str, dict], ref: str) -> str:
     for i, r in res.items():
         fwd, tr = statistics.median(r["fwd"]) * 1e3, statistics.median(r["train"]) * 1e3
         if base is not None:
-            rf = statistics.median(a / b for a, b in zip(r["fwd"], base["fwd"]))
-            rt = statistics.median(a / b for a, b in zip(r["train"], base["train"]))
+            rf = statistics.median(a / b for a, b in zip(r["fwd"], base["fwd"], strict=True))
+            rt = statistics.median(a / b for a, b in zip(r["train"], base["train"], strict=True))
             same = float(np.mean(r["spikes"] == base["spikes"]))
             lines.append(f"| {i} | {fwd:.0f} | {tr:.0f} | {rf:.2f} | {rt:.2f} | {same:.4f} |")
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import statistics
 import time
@@ -84,6 +85,11 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int) -> tuple[Timing,
         out = fn()
         runs.append(time.perf_counter() - t0)
     return Timing(runs, first), out
+
+
+def _call_and_wait(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, waiting for JAX's asynchronous dispatch to finish."""
+    return fn(*args).block_until_ready()
 
 
 def _trim_heap() -> None:
@@ -166,8 +172,7 @@ def matmul_roofline(size: int = 2048, rows: int = 3200,
         flops = 2.0 * m * k * size
         ja, jb = jnp.asarray(a), jnp.asarray(b)
         mm = jax.jit(jnp.matmul).lower(ja, jb).compile()
-        t, _ = time_call(lambda mm=mm, ja=ja, jb=jb: mm(ja, jb).block_until_ready(),
-                         repeats, 2)
+        t, _ = time_call(functools.partial(_call_and_wait, mm, ja, jb), repeats, 2)
         out[f"jax_{label}"] = flops / min(t.runs) / 1e9
         try:
             import torch
@@ -175,7 +180,7 @@ def matmul_roofline(size: int = 2048, rows: int = 3200,
             continue
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         with torch.no_grad():
-            t, _ = time_call(lambda ta=ta, tb=tb: torch.matmul(ta, tb), repeats, 2)
+            t, _ = time_call(functools.partial(torch.matmul, ta, tb), repeats, 2)
         out[f"torch_{label}"] = flops / min(t.runs) / 1e9
     out["peak"] = max(out.values())
     return out

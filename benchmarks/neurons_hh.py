@@ -27,7 +27,7 @@ import numpy as np
 import spikejit
 
 
-def _graph(n: int, **fields: Any) -> tuple[spikejit.Graph, dict]:
+def _graph(n: int, **fields: Any) -> tuple[spikejit.Graph, dict[str, np.ndarray]]:
     b = spikejit.GraphBuilder("hh_population")
     b.input("i", shape=(n,)).add("hh", "bio.hh", inputs=["i"], **fields)
     return b.output("spikes", "hh").build()

@@ -56,7 +56,7 @@ def graph(neuron: str, n: int) -> tuple[spikejit.Graph, dict[str, np.ndarray]]:
 def _programs(model: spikejit.CompiledModel, x: jax.Array
               ) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """Ahead-of-time compiled forward and gradient calls of ``model`` on ``x``."""
-    def loss(p: dict, x: jax.Array) -> jax.Array:
+    def loss(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
         return jnp.sum(model.apply(p, x) ** 2)
 
     fwd = jax.jit(model.apply).lower(model.params, x).compile()

@@ -38,6 +38,7 @@ def _linear(w: np.ndarray, b: np.ndarray | None, rngs: Any) -> Any:
     lin = nnx.Linear(inp, out, use_bias=b is not None, rngs=rngs)
     lin.kernel[...] = jnp.asarray(w.T)
     if b is not None:
+        assert lin.bias is not None  # use_bias=True
         lin.bias[...] = jnp.asarray(b)
     return lin
 
@@ -48,6 +49,7 @@ def _conv(w: np.ndarray, b: np.ndarray, rngs: Any) -> Any:
     cout, cin = w.shape[:2]
     conv = nnx.Conv(cin, cout, kernel_size=(3, 3), padding=((1, 1), (1, 1)), rngs=rngs)
     conv.kernel[...] = jnp.asarray(np.transpose(w, (2, 3, 1, 0)))
+    assert conv.bias is not None  # use_bias defaults to True
     conv.bias[...] = jnp.asarray(b)
     return conv
 
@@ -92,7 +94,8 @@ def build(impl: str, w: wl.Workload, params: Mapping[str, np.ndarray],
     layers = _layers(w, params)
     stepwise = impl == "spyx"
     model: Any = spyx.nn.Sequential(*layers) if stepwise else nnx.List(layers)
-    graphdef, state, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, *states = nnx.split(model, nnx.Param, ...)
+    state, rest = states  # the parameters, everything else
 
     def forward(st: Any, xx: jax.Array) -> jax.Array:
         m = nnx.merge(graphdef, st, rest)

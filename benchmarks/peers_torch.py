@@ -152,7 +152,7 @@ def build(impl: str, w: wl.Workload, params: Mapping[str, np.ndarray],
         with torch.no_grad():
             return fn(xt)
 
-    def train_step() -> dict[str, np.ndarray]:
+    def train_step() -> dict[str, torch.Tensor | None]:
         for p in net.parameters():
             p.grad = None
         fn(xt).mean().backward()

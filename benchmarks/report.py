@@ -118,9 +118,12 @@ def targets(result: dict[str, Any]) -> list[str]:
     for wname in ("mlp", "recurrent"):
         for phase in ("fwd", "train"):
             sj = med(wname, "spikejit", phase)
-            peers = {i: med(wname, i, phase) for (w_, i) in by if w_ == wname
-                     and i not in (BASELINE, "spikejit", "spikejit-remat")}
-            peers = {k: v for k, v in peers.items() if v}
+            peers: dict[str, float] = {}
+            for w_, i in by:
+                if w_ == wname and i not in (BASELINE, "spikejit", "spikejit-remat"):
+                    v = med(wname, i, phase)
+                    if v:
+                        peers[i] = v
             if sj and peers:
                 best = min(peers, key=lambda k: peers[k])
                 out.append(f"| {wname} {phase}: spikejit faster than every peer | "
@@ -187,8 +190,10 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
                         and r["impl"] == impl and r.get("status") == "ok"), None)
             base = next((r for r in result["records"] if r["workload"] == wname
                          and r["impl"] == BASELINE and r.get("status") == "ok"), None)
-            ok = rec is not None and base is not None and "train" in rec
-            vals.append(rec["train"]["median_s"] / base["train"]["median_s"] if ok else 0)
+            if rec is not None and base is not None and "train" in rec:
+                vals.append(rec["train"]["median_s"] / base["train"]["median_s"])
+            else:
+                vals.append(0)
         ax.bar([i + k * width for i in range(len(names))], vals, width, label=impl)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
     ax.set_yscale("log")

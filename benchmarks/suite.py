@@ -275,7 +275,8 @@ def run_isolated(w: wl.Workload, impl: str, mode: Mode, mem_limit_gb: float,
     address space and ``timeout_s`` seconds of wall time (both reported when hit)."""
     reason = skip_reason(impl, w)
     if reason is not None:
-        rec = {"workload": w.name, "impl": impl, "status": "skipped", "reason": reason}
+        rec: dict[str, Any] = {"workload": w.name, "impl": impl, "status": "skipped",
+                               "reason": reason}
         log(summary_line(rec))
         return rec
     root = Path(__file__).resolve().parent.parent

@@ -29,14 +29,15 @@ _LAZY: dict[str, str] = {
     "interpret": "spikejit.ir.interpreter",
     "save": "spikejit.ir.serialize",
     "load": "spikejit.ir.serialize",
-    "from_nir": "spikejit.frontends.nir_import",
-    "to_nir": "spikejit.frontends.nir_export",
-    "write_nir": "spikejit.frontends.nir_export",
-    "from_torch": "spikejit.frontends.torch_import",
-    "to_torch_state_dict": "spikejit.frontends.torch_import",
-    "register_torch_module": "spikejit.frontends.torch_import",
+    "from_nir": "spikejit.frontends.nir.importer",
+    "to_nir": "spikejit.frontends.nir.exporter",
+    "write_nir": "spikejit.frontends.nir.exporter",
+    "from_torch": "spikejit.frontends.torch.importer",
+    "to_torch_state_dict": "spikejit.frontends.torch.state_dict",
+    "register_torch_module": "spikejit.frontends.torch.importer",
     "compile": "spikejit.compiler",
     "CompiledModel": "spikejit.compiler",
+    "CompileOptions": "spikejit.options",
     "SURROGATES": "spikejit.lowering.surrogates",
     "register_surrogate": "spikejit.lowering.surrogates",
     "GraphBuilder": "spikejit.frontends.builder",
@@ -79,13 +80,10 @@ if TYPE_CHECKING:
     from spikejit.frontends.builder import GraphBuilder, Param
     from spikejit.frontends.layers import Layer, from_layers, sequential_structure
     from spikejit.frontends.networkx_io import from_networkx, to_networkx
-    from spikejit.frontends.nir_export import to_nir, write_nir
-    from spikejit.frontends.nir_import import from_nir
-    from spikejit.frontends.torch_import import (
-        from_torch,
-        register_torch_module,
-        to_torch_state_dict,
-    )
+    from spikejit.frontends.nir.exporter import to_nir, write_nir
+    from spikejit.frontends.nir.importer import from_nir
+    from spikejit.frontends.torch.importer import from_torch, register_torch_module
+    from spikejit.frontends.torch.state_dict import to_torch_state_dict
     from spikejit.frontends.traces import output_to_traces, traces_to_input
     from spikejit.ir.graph import Graph
     from spikejit.ir.interpreter import interpret
@@ -96,10 +94,12 @@ if TYPE_CHECKING:
     from spikejit.ir.user_neurons import define_neuron, undefine_neuron
     from spikejit.ir.verify import verify
     from spikejit.lowering.surrogates import SURROGATES, register_surrogate
+    from spikejit.options import CompileOptions
 
 __all__ = [
     "IZHIKEVICH_PRESETS",
     "SURROGATES",
+    "CompileOptions",
     "CompiledModel",
     "Graph",
     "GraphBuilder",

@@ -1,6 +1,7 @@
 """Reading any model file spikejit understands, and writing result arrays safely.
 
-``read_model`` tells the three model formats apart by their first bytes, not their names:
+``read_model`` tells the three model formats apart by their first bytes, not their names
+(:func:`spikejit.frontends.load.model_kind`, shared with ``compile``):
 HDF5 (a ``.nir`` file), a zip archive (a saved spikejit model, ``spikejit.save``; an
 ``.npy`` array is refused as one) or text
 (IR text, which holds no parameter values: they are filled by
@@ -20,32 +21,10 @@ import numpy as np
 
 from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError, SpikejitError
+from spikejit.frontends.load import HDF5_MAGIC as HDF5_MAGIC  # re-exported (file sniffing)
+from spikejit.frontends.load import model_kind as model_kind
 from spikejit.ir.graph import Graph, GraphAttrs
-from spikejit.limits import NPY_MAGIC, ZIP_PREFIXES, read_array_file
-
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
-def model_kind(path: str | os.PathLike[str]) -> str:
-    """``"nir"``, ``"saved"`` or ``"text"`` for a model file; :class:`ModelFileError` if
-    the file is missing or unreadable."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelFileError(f"{p}: no such file")
-    if p.is_dir():
-        raise ModelFileError(f"{p}: is a directory, expected a model file (.nir, saved "
-                             f"spikejit model or IR text)")
-    try:
-        with p.open("rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise ModelFileError(f"{p}: cannot be read ({e.strerror})") from None
-    if head.startswith(HDF5_MAGIC):
-        return "nir"
-    # What np.load would read as an archive or an array: spikejit.load says which it is.
-    if head.startswith((*ZIP_PREFIXES, NPY_MAGIC)):
-        return "saved"
-    return "text"
+from spikejit.limits import read_array_file
 
 
 def read_model(
@@ -76,7 +55,7 @@ def _read_model(path: str | os.PathLike[str], dt: float | None, reset: str | Non
                 seed: int) -> tuple[Graph, dict[str, Any]]:
     kind = model_kind(path)
     if kind == "nir":
-        from spikejit.frontends.nir_import import from_nir
+        from spikejit.frontends.nir.importer import from_nir
 
         options: dict[str, Any] = {k: v for k, v in (("reset", reset),
                                                       ("cuba_current", cuba_current),

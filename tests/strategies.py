@@ -83,7 +83,8 @@ def _make_op(draw: st.DrawFn, kind: str, nid: str, x: TensorType) -> O.Op | None
             return None
         k = draw(st.integers(1, 2))
         cls = O.SumPool2d if kind == "sumpool2d" else O.AvgPool2d
-        return cls(kernel_size=k, stride=draw(st.integers(1, 2)), padding=draw(st.integers(0, k // 2)))
+        return cls(kernel_size=k, stride=draw(st.integers(1, 2)),
+                   padding=draw(st.integers(0, k // 2)))
     raise AssertionError(kind)
 
 

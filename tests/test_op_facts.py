@@ -12,9 +12,9 @@ from typing import ClassVar
 
 import pytest
 
-from spikejit.frontends.nir_import import DT_KINDS
-from spikejit.frontends.nir_nodes import BUILDERS
-from spikejit.frontends.nir_schema import NIR_NODES, nir_kinds, nir_op
+from spikejit.frontends.nir.importer import DT_KINDS
+from spikejit.frontends.nir.nodes import BUILDERS
+from spikejit.frontends.nir.schema import NIR_NODES, nir_kinds, nir_op
 from spikejit.ir.interp_rules import INTERPRETER_RULES
 from spikejit.ir.ops import FUSED_OPS, OP_FACTS, OPS, Op, missing_facts, register_op
 from spikejit.ir.ops.neurons import LIF

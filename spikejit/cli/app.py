@@ -15,8 +15,7 @@ import typer
 from rich.console import Console
 
 from spikejit.errors import SpikejitError
-from spikejit.ir.graph import RESET_OPTIONS
-from spikejit.passes.schedule import MODES
+from spikejit.options import CHOICES
 from spikejit.version import __version__
 
 app = typer.Typer(
@@ -31,9 +30,13 @@ err = Console(stderr=True, highlight=False)
 _DEBUG = {"on": False}
 
 
-# Choices come from the library's own lists, so the CLI cannot drift from them.
-Schedule = StrEnum("Schedule", [(m, m) for m in MODES])  # type: ignore[misc]
-Reset = StrEnum("Reset", [(m, m) for m in RESET_OPTIONS])  # type: ignore[misc]
+# Choices come from the compile options' lists (spikejit.options.CHOICES), so the CLI cannot
+# drift from them. mypy can only see members of an enum built from literals, hence the
+# ignores; members are looked up by value (``Schedule("auto")``), which it can check.
+Schedule = StrEnum("Schedule", [(m, m) for m in CHOICES["schedule"]])  # type: ignore[misc]
+Reset = StrEnum("Reset", [(m, m) for m in CHOICES["reset"]])  # type: ignore[misc]
+#: ``--schedule``'s default: the schedule pass chooses per segment.
+DEFAULT_SCHEDULE = Schedule("auto")
 
 
 class Format(StrEnum):
@@ -98,7 +101,7 @@ def run(
     dt: DtOpt = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="T for generated input.")] = 100,
     batch: Annotated[int, typer.Option("--batch", min=1, help="B for generated input.")] = 1,
-    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.auto,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = DEFAULT_SCHEDULE,
     reset: ResetOpt = None,
     trace: Annotated[list[str] | None, typer.Option("--trace", help="Record this node's "
                                                     "output and state (repeatable).")] = None,
@@ -156,7 +159,7 @@ def viz(
     model: ModelArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="graph.dot or graph.svg.")],
     dt: DtOpt = None,
-    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.auto,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = DEFAULT_SCHEDULE,
 ) -> None:
     """Draw the graph: layerwise and stepwise segments apart, delayed edges dashed."""
     from spikejit.cli.commands import viz_command
@@ -173,7 +176,7 @@ def bench(
     steps: Annotated[int, typer.Option("--steps", min=1)] = 100,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 32,
     repeats: Annotated[int, typer.Option("--repeats", min=1)] = 5,
-    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.auto,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = DEFAULT_SCHEDULE,
     suite: Annotated[bool, typer.Option("--suite", help="Run the benchmark suite against the "
                                         "peers (from a source checkout).")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="With --suite: smaller CNN batch "

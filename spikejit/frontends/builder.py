@@ -17,7 +17,8 @@ Every method returns the builder, so calls chain. Parameter fields of an op take
 :class:`Param` gives another name (to share one array between nodes) or dtype. Other
 fields are the op's static attributes, passed through. The networkx and SNNAX-style
 frontends build through this class, so the same network gives the same IR text whichever
-way it was written.
+way it was written; its core (:class:`~spikejit.frontends.draft.GraphDraft`) is the one
+``from_torch`` and ``from_nir`` build through too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from spikejit.errors import AttributeError_, OptionError, ParamError, SpikejitError, VerifyError
-from spikejit.ir.graph import Graph, GraphAttrs, Node, Use
+from spikejit.frontends.draft import GraphDraft
+from spikejit.ir.graph import Graph, GraphAttrs, Use
 from spikejit.ir.ops import OPS, Input, Op, Output
 from spikejit.ir.shapes import infer_types
 from spikejit.ir.types import DTYPES, NUMPY_DTYPE_NAMES, ParamRef, TensorType
@@ -123,10 +125,8 @@ class GraphBuilder:
         self.name = name
         self.dtype = dtype
         self._attrs = GraphAttrs(dt=dt, reset=reset, cuba_current=cuba_current, method=method)
-        self._ops: dict[str, Op] = {}
-        self._locs: dict[str, str] = {}
+        self._draft = GraphDraft()
         self._edges: list[_Edge] = []
-        self._params: dict[str, np.ndarray] = {}
 
     # -- nodes -----------------------------------------------------------------------------
     def input(self, node_id: str, shape: Sequence[int], *, dtype: str | None = None,
@@ -139,8 +139,7 @@ class GraphBuilder:
             raise AttributeError_(f"shape must be a sequence of integers >= 0 and dtype one "
                                   f"of {', '.join(DTYPES)} ({e})", node_id=node_id,
                                   op_name=Input.mnemonic) from None
-        self._ops[node_id] = Input(type=ty)
-        self._locs[node_id] = loc
+        self._draft.add(node_id, Input(type=ty), loc=loc)
         return self
 
     def add(self, node_id: str, op: str | type[Op], *, inputs: Iterable[Any] = (),
@@ -162,8 +161,7 @@ class GraphBuilder:
             raise AttributeError_("use GraphBuilder.input(id, shape) for graph inputs",
                                   node_id=node_id, op_name=cls.mnemonic)
         self._check_new(node_id, cls.mnemonic)
-        self._ops[node_id] = self._make_op(node_id, cls, fields)
-        self._locs[node_id] = loc
+        self._draft.add(node_id, self._make_op(node_id, cls, fields), loc=loc)
         for item in inputs:
             if isinstance(item, Use):
                 self.connect(item.node, node_id, delay=item.delay)
@@ -176,8 +174,7 @@ class GraphBuilder:
     def output(self, node_id: str, *sources: str, loc: str = "") -> GraphBuilder:
         """Add an ``io.output`` node reading (the sum of) ``sources``."""
         self._check_new(node_id, Output.mnemonic)
-        self._ops[node_id] = Output()
-        self._locs[node_id] = loc
+        self._draft.add(node_id, Output(), loc=loc)
         for src in sources:
             self.connect(src, node_id)
         return self
@@ -230,30 +227,28 @@ class GraphBuilder:
         """
         graph_attrs = self._attrs
         if graph_attrs.dt is None:
-            steps = [op.default_dt for op in self._ops.values() if hasattr(op, "default_dt")]
+            steps = [op.default_dt for op in self._draft.ops.values() if hasattr(op, "default_dt")]
             if steps:
                 graph_attrs = dataclasses.replace(graph_attrs, dt=min(steps))
-        inputs: dict[str, list[Use]] = {nid: [] for nid in self._ops}
+        inputs: dict[str, list[Use]] = {nid: [] for nid in self._draft.ops}
         for e in self._edges:
             for end in (e.src, e.dst):
-                if end not in self._ops:
+                if end not in self._draft.ops:
                     raise VerifyError(f"edge %{e.src} -> %{e.dst}: %{end} is not a node of "
                                       f"graph @{self.name} (nodes: "
-                                      f"{', '.join('%' + n for n in self._ops)})")
+                                      f"{', '.join('%' + n for n in self._draft.ops)})")
             delay = e.delay if e.delay is not None else self._steps(e, graph_attrs.dt)
             inputs[e.dst].append(Use(e.src, delay))
-        nodes = tuple(Node(nid, op, tuple(inputs[nid]), loc=self._locs[nid])
-                      for nid, op in self._ops.items())
-        graph = Graph(nodes, self.name, graph_attrs)
-        verify(graph, self._params)
-        return infer_types(graph), dict(self._params)
+        graph = self._draft.graph(self.name, graph_attrs, inputs=inputs)
+        verify(graph, self._draft.params)
+        return infer_types(graph), dict(self._draft.params)
 
     # -- helpers ---------------------------------------------------------------------------
     def _check_new(self, node_id: str, mnemonic: str) -> None:
         if not isinstance(node_id, str) or not node_id:
             raise VerifyError(f"node id {node_id!r} must be a non-empty string",
                               op_name=mnemonic)
-        if node_id in self._ops:
+        if node_id in self._draft.ops:
             raise VerifyError("node id is used by more than one node", node_id=node_id,
                               op_name=mnemonic)
 
@@ -261,12 +256,12 @@ class GraphBuilder:
         assert e.delay_time is not None
         if dt is None:
             raise VerifyError(f"a delay of {e.delay_time!r} s needs the time step, but dt is "
-                              f"not set", node_id=e.dst, op_name=self._ops[e.dst].mnemonic)
+                              f"not set", node_id=e.dst, op_name=self._draft.ops[e.dst].mnemonic)
         steps = e.delay_time / dt
         if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
             raise VerifyError(f"the delay of its operand %{e.src} ({e.delay_time!r} s) is "
                               f"{steps:.6g} steps of dt = {dt!r} s, not a whole number",
-                              node_id=e.dst, op_name=self._ops[e.dst].mnemonic)
+                              node_id=e.dst, op_name=self._draft.ops[e.dst].mnemonic)
         return round(steps)
 
     def _make_op(self, node_id: str, cls: type[Op], given: Mapping[str, Any]) -> Op:
@@ -301,14 +296,11 @@ class GraphBuilder:
                                   op_name=mnemonic)
         name = spec.name or f"{node_id}.{field}"
         arr = as_array(spec.value, dtype, what=f"%{node_id} ({mnemonic}): parameter {field}")
-        ref = ParamRef(name, TensorType(arr.shape, dtype))
-        if name in self._params:
-            old = self._params[name]
-            if old.shape != arr.shape or old.dtype != arr.dtype or not np.array_equal(old, arr):
-                raise ParamError(f"%{node_id} ({mnemonic}): parameter {field} is named "
-                                 f"@{name}, which another node already set to a different "
-                                 f"array")
-        self._params[name] = arr
+        ref = self._draft.bind_param(name, arr, dtype)
+        if ref is None:
+            raise ParamError(f"%{node_id} ({mnemonic}): parameter {field} is named "
+                             f"@{name}, which another node already set to a different "
+                             f"array")
         return ref
 
 

@@ -133,7 +133,7 @@ def to_networkx(graph: Graph, params: Mapping[str, Any]) -> Any:
         raise FrontendError(f"to_networkx: graph @{graph.name} holds derived parameters "
                             f"(after optimisation passes); export the graph before them")
     a = graph.attrs
-    out = nx.MultiDiGraph(name=graph.name, dt=a.dt, reset=a.reset,
+    out: Any = nx.MultiDiGraph(name=graph.name, dt=a.dt, reset=a.reset,
                           cuba_current=a.cuba_current, method=a.method)
     for n in graph.nodes:
         data: dict[str, Any] = {"op": n.op.mnemonic}

@@ -48,7 +48,7 @@ def same_step_cycle(graph: Graph) -> list[str] | None:
                 dep = deps[i]
                 state = color.get(dep, 0)
                 if state == 1:
-                    return path[path.index(dep):] + [dep]
+                    return [*path[path.index(dep):], dep]
                 if state == 0:
                     stack.append((dep, 0))
             else:

@@ -21,7 +21,8 @@ def _fields(cls: type[Op]) -> list[str]:
         default = ""
         if optional:
             default = "omitted" if f.default is None else repr(f.default)
-        rows.append(f"| `{f.name}` | {kind} | {'optional, ' + default if optional else 'required'} |")
+        need = f"optional, {default}" if optional else "required"
+        rows.append(f"| `{f.name}` | {kind} | {need} |")
     return rows
 
 

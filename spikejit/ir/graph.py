@@ -87,7 +87,8 @@ class Use:
         if not isinstance(self.node, str) or not self.node:
             raise SpikejitError(f"use: producer id {self.node!r} must be a non-empty string")
         if isinstance(self.delay, bool) or not isinstance(self.delay, int) or self.delay < 0:
-            raise SpikejitError(f"use of %{self.node}: delay {self.delay!r} must be an integer >= 0")
+            raise SpikejitError(f"use of %{self.node}: delay {self.delay!r} must be an "
+                                "integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -269,12 +270,12 @@ class Graph:
         """The same graph with another node list; any schedule is dropped."""
         return dataclasses.replace(self, nodes=tuple(nodes), schedule=None)
 
-    def to_networkx(self) -> nx.MultiDiGraph:
+    def to_networkx(self) -> nx.MultiDiGraph[str]:
         """A ``networkx.MultiDiGraph``: one node per IR node (attribute ``node``), one edge
         per use from producer to consumer (attributes ``delay`` and ``index``)."""
         import networkx as nx
 
-        g = nx.MultiDiGraph(name=self.name)
+        g: nx.MultiDiGraph[str] = nx.MultiDiGraph(name=self.name)
         for n in self.nodes:
             g.add_node(n.id, node=n)
         for n in self.nodes:

@@ -20,7 +20,7 @@ a ``params`` block, retained ones first, then the derivations in dependency orde
         @fc1.bias: f32[5]
         @fc2.weight.folded: f32[4,3] = matmul(@fc2.weight: f32[4,5], @fc1.weight: f32[5,3])
       }
-"""
+"""  # noqa: E501 (the examples are verbatim printer output: one node per line, never wrapped)
 
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ class Segment:
 
     def __post_init__(self) -> None:
         if self.kind not in SEGMENT_KINDS:
-            raise SpikejitError(f"schedule segment kind {self.kind!r} is not one of {SEGMENT_KINDS}")
+            raise SpikejitError(f"schedule segment kind {self.kind!r} is not one of "
+                                f"{SEGMENT_KINDS}")
         if self.order not in STEP_ORDERS:
             raise SpikejitError(f"schedule order {self.order!r} is not one of {STEP_ORDERS}")
         if not isinstance(self.nodes, tuple):

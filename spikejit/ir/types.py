@@ -95,7 +95,8 @@ class ParamRef:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise SpikejitError(f"parameter reference: name {self.name!r} must be a non-empty string")
+            raise SpikejitError(f"parameter reference: name {self.name!r} must be a "
+                                "non-empty string")
         if not isinstance(self.type, TensorType):
             raise SpikejitError(f"parameter reference @{self.name}: type must be a TensorType")
 
@@ -109,7 +110,8 @@ def broadcastable(param_shape: tuple[int, ...], layer_shape: tuple[int, ...]) ->
     """Whether a parameter of ``param_shape`` broadcasts (numpy rules) to ``layer_shape``."""
     if len(param_shape) > len(layer_shape):
         return False
-    for p, l in zip(reversed(param_shape), reversed(layer_shape), strict=False):
-        if p not in (1, l):
+    # Trailing dimensions are aligned; the parameter may have fewer (strict=False).
+    for p, d in zip(reversed(param_shape), reversed(layer_shape), strict=False):
+        if p not in (1, d):
             return False
     return True

@@ -78,7 +78,8 @@ def _verify_graph(graph: Graph) -> None:
     for n in graph.nodes:
         for u in n.inputs:
             if u.node not in seen:
-                raise graph.error(VerifyError, n.id, f"operand %{u.node} is not a node of the graph")
+                raise graph.error(VerifyError, n.id,
+                                  f"operand %{u.node} is not a node of the graph")
         count, lo, hi = len(n.inputs), n.op.min_inputs, n.op.max_inputs
         if count < lo or (hi is not None and count > hi):
             want = f"exactly {lo}" if lo == hi else (f"at least {lo}" if hi is None else
@@ -112,10 +113,11 @@ def _verify_graph(graph: Graph) -> None:
 def _verify_types(graph: Graph) -> None:
     types = inferred_types(graph)
     for before in graph.nodes:
-        if isinstance(before.op, Input) and before.type is not None and before.type != before.op.type:
+        declared = before.op.type if isinstance(before.op, Input) else None
+        if declared is not None and before.type is not None and before.type != declared:
             raise graph.error(ShapeError, before.id,
                               f"type {before.type} differs from its declared input type "
-                              f"{before.op.type}")
+                              f"{declared}")
         after = types[before.id]
         if before.type is not None and before.type != after:
             raise graph.error(ShapeError, before.id,
@@ -215,7 +217,8 @@ def verify_params(graph: Graph, params: Mapping[str, Any]) -> None:
     takes from the user (derived ones excluded), each an array of its declared shape and
     dtype."""
     if not isinstance(params, Mapping):
-        raise ParamError(f"params must be a mapping from names to arrays, got {type(params).__name__}")
+        raise ParamError("params must be a mapping from names to arrays, got "
+                         f"{type(params).__name__}")
     refs = graph.user_param_refs()
     missing = sorted(set(refs) - set(params))
     if missing:

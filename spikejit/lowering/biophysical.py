@@ -25,7 +25,14 @@ from spikejit.ir.user_neurons import (
     call_user,
     checked_update,
 )
-from spikejit.lowering.context import LOWERINGS, NodeContext, Rule, State, step_size
+from spikejit.lowering.context import (
+    LOWERINGS,
+    NodeContext,
+    Rule,
+    State,
+    StepResult,
+    step_size,
+)
 
 Array = Any
 Consts = dict[str, Any]
@@ -92,7 +99,7 @@ def _prep_hh(ctx: NodeContext) -> Consts:
             "n0": an / (an + bn)}
 
 
-def _hh(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict]:
+def _hh(ctx: NodeContext, c: Consts, st: State, x: Array) -> StepResult:
     p, s = c["p"], c["s"]
     dtype = x.dtype
     m0, h0, n0 = (jnp.asarray(c[k], dtype) for k in ("m0", "h0", "n0"))
@@ -116,7 +123,7 @@ def _prep_plain(ctx: NodeContext) -> Consts:
     return {"p": _params(ctx), "s": _step_ms(ctx)}
 
 
-def _adex(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict]:
+def _adex(ctx: NodeContext, c: Consts, st: State, x: Array) -> StepResult:
     p, s = c["p"], c["s"]
     v = st["v"] + p["e_l"]
     w = st["w"]
@@ -131,7 +138,7 @@ def _adex(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict
 
 
 # -- Izhikevich ------------------------------------------------------------------------------
-def _izhikevich(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict]:
+def _izhikevich(ctx: NodeContext, c: Consts, st: State, x: Array) -> StepResult:
     p, s = c["p"], c["s"]
     u_ref = p["b"] * p["v_init"]
     v = st["v"] + p["v_init"]
@@ -151,7 +158,7 @@ def _prep_user(ctx: NodeContext) -> Consts:
     return {"p": _params(ctx), "h": step_size(ctx) / op.spec.time_unit}
 
 
-def _user(ctx: NodeContext, c: Consts, st: State, x: Array) -> tuple[Array, dict]:
+def _user(ctx: NodeContext, c: Consts, st: State, x: Array) -> StepResult:
     """The step of :mod:`spikejit.ir.user_neurons` with ``xp = jax.numpy``."""
     op = ctx.node.op
     assert isinstance(op, UserNeuron)

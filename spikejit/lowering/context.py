@@ -23,6 +23,8 @@ from spikejit.ir.rule_table import RuleTable
 
 Array = jax.Array
 State = Mapping[str, Array]
+#: What a neuron rule's ``apply`` returns: its output and its new state.
+StepResult = tuple[Array, dict[str, Array]]
 SpikeFn = Callable[[Array, Array], Array]
 
 

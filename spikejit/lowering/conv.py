@@ -70,8 +70,8 @@ def _xla(x: Array, w: Array, stride: Ints, pads: Pads, dilation: Ints, groups: i
 def _window(xp: Array, offsets: Ints, size: Ints, stride: Ints) -> Array:
     """``xp[:, o0 : o0 + s0*(n0-1) + 1 : s0, ..., :]`` for channels-last ``xp``."""
     start = (0, *offsets, 0)
-    limit = (xp.shape[0], *(o + s * (n - 1) + 1 for o, s, n in zip(offsets, stride, size)),
-             xp.shape[-1])
+    ends = (o + s * (n - 1) + 1 for o, s, n in zip(offsets, stride, size, strict=True))
+    limit = (xp.shape[0], *ends, xp.shape[-1])
     return lax.slice(xp, start, limit, (1, *stride, 1))
 
 
@@ -89,12 +89,13 @@ def _wgrad_chunk(x: Array, g: Array, kernel: Ints, stride: Ints, pads: Pads, dil
     c_in, c_out = x.shape[-1], g.shape[-1]
     cig, cog, k_last = c_in // groups, c_out // groups, kernel[-1]
     gm = g.reshape(-1, groups, cog)  # [M, G, Cout/g]
-    lead = [()]
+    lead: list[tuple[int, ...]] = [()]  # every offset of the leading kernel dims
     for k in kernel[:-1]:
         lead = [(*o, i) for o in lead for i in range(k)]
     rows = []
     for off in lead:
-        wins = [_window(xp, tuple(i * d for i, d in zip((*off, j), dilation)), out_size, stride)
+        wins = [_window(xp, tuple(i * d for i, d in zip((*off, j), dilation, strict=True)),
+                        out_size, stride)
                 for j in range(k_last)]
         pm = jnp.concatenate(wins, axis=-1).reshape(-1, k_last, groups, cig)
         rows.append(jnp.einsum("mkgc,mgo->kcgo", pm, gm))  # [K_last, Cin/g, G, Cout/g]
@@ -160,7 +161,7 @@ def input_grad(x_shape: tuple[int, ...], g: Array, w: Array, stride: Ints, pads:
     kernel = w.shape[:-2]
     tpads = []
     for size, k, s, d, (lo, hi), n_out in zip(x_shape[1:-1], kernel, stride, dilation, pads,
-                                             g.shape[1:-1]):
+                                             g.shape[1:-1], strict=True):
         rest = size + lo + hi - d * (k - 1) - 1 - (n_out - 1) * s  # padded input never read
         tpads.append((d * (k - 1) - lo, d * (k - 1) - hi + rest))
     if any(a < 0 or b < 0 for a, b in tpads):

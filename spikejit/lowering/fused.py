@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from spikejit.ir.ops import Op
 from spikejit.ir.ops.fused import FusedLayer
 from spikejit.ir.ops.pad import Pad
-from spikejit.lowering.context import LOWERINGS, NodeContext, Rule, State
+from spikejit.lowering.context import LOWERINGS, NodeContext, Rule, State, StepResult
 
 
 def _pad(ctx: NodeContext, x: jax.Array) -> jax.Array:
@@ -57,7 +57,7 @@ def _fused_prepare(ctx: NodeContext) -> dict[str, Any]:
 
 
 def _fused_step(ctx: NodeContext, consts: dict[str, Any], s: State,
-                x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+                x: jax.Array) -> StepResult:
     _, _, neu_ctx, neu_rule = _parts(ctx)
     return neu_rule.apply(neu_ctx, consts, s, x)
 

@@ -64,6 +64,7 @@ from spikejit.lowering.context import (
     Rule,
     SpikeFn,
     State,
+    StepResult,
     node_context,
     rule_for,
     step_size,
@@ -225,12 +226,12 @@ def _prep_integrate(ctx: NodeContext) -> dict[str, Any]:
     return {"hr": step_size(ctx) * ctx.p["r"]}
 
 
-def _integrator(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+def _integrator(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> StepResult:
     v = s["v"] + c["hr"] * x
     return v, {"v": v}
 
 
-def _if(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+def _if(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> StepResult:
     v = s["v"] + c["hr"] * x
     z, v = _fire(ctx, v)
     return z, {"v": v}
@@ -240,12 +241,12 @@ def _prep_leak(ctx: NodeContext) -> dict[str, Any]:
     return {"k": _leak_consts(ctx, ctx.p["tau"])}
 
 
-def _li(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+def _li(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> StepResult:
     v = _leak(ctx, c["k"], x, s["v"])
     return v, {"v": v}
 
 
-def _lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+def _lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> StepResult:
     z, v = _fire(ctx, _leak(ctx, c["k"], x, s["v"]))
     return z, {"v": v}
 
@@ -260,12 +261,12 @@ def _cuba(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Arra
     return i_new, _leak(ctx, c["km"], current, s["v"])
 
 
-def _cuba_li(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+def _cuba_li(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> StepResult:
     i, v = _cuba(ctx, c, s, x)
     return v, {"i": i, "v": v}
 
 
-def _cuba_lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+def _cuba_lif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> StepResult:
     i, v = _cuba(ctx, c, s, x)
     z, v = _fire(ctx, v)
     return z, {"i": i, "v": v}  # the current is never reset
@@ -275,7 +276,7 @@ def _prep_alif(ctx: NodeContext) -> dict[str, Any]:
     return {"k": _leak_consts(ctx, ctx.p["tau"]), "ka": _leak_consts(ctx, ctx.p["tau_adapt"])}
 
 
-def _alif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> tuple[Array, dict]:
+def _alif(ctx: NodeContext, c: dict[str, Any], s: State, x: Array) -> StepResult:
     a = s["a"] * c["ka"] if ctx.method == "exp" else s["a"] + c["ka"] * (-s["a"])
     threshold = ctx.p["v_threshold"] + ctx.p["beta"] * a
     z, v = _fire(ctx, _leak(ctx, c["k"], x, s["v"]), threshold)

@@ -37,15 +37,11 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from spikejit.errors import OptionError
+from spikejit.lowering.abi import Traces
 from spikejit.lowering.emit import Program, StateDict
-from spikejit.lowering.remat import chunked_call
-from spikejit.lru import LRUCache
 
 #: State entries ``[K, B, ...]`` (batch on axis 1); every other state variable is ``[B, ...]``.
 TIME_MAJOR_STATE = ("buffer", "history")
-
-_FUNCTIONS: LRUCache[tuple[Program, DataParallel, int | None, str | None],
-                     Callable[..., Any]] = LRUCache(64)
 
 
 @dataclass(frozen=True)
@@ -181,10 +177,10 @@ class DataParallel:
     # -- the call ----------------------------------------------------------------------------
     def call(self, program: Program, params: Any, x: Any, state: Any,
              trace: tuple[str, ...], remat: int | None = None, reduce: str | None = None
-             ) -> tuple[dict[str, Any], StateDict, dict, Any]:
-        """``program(params, x, state, trace)`` (or its ``remat`` chunked form, outputs
-        reduced over time with ``reduce``) split over the mesh: ``(outputs, state, traces,
-        report)`` as one device would return them.
+             ) -> tuple[dict[str, Any], StateDict, Traces, Any]:
+        """``program(params, x, state, trace, tile=remat, reduce=reduce)`` (checkpointed
+        time tiles with ``remat``, outputs reduced over time with ``reduce``) split over the
+        mesh: ``(outputs, state, traces, report)`` as one device would return them.
 
         Raises:
             OptionError: the batch size is not a multiple of the devices (also under
@@ -197,11 +193,15 @@ class DataParallel:
         if state is not None:
             state = self._put_batched(state, lambda path: 1 if _var(path) in TIME_MAJOR_STATE
                                       else 0)
-        return _function(program, self, remat, reduce)(params, x, state, trace=trace)
+        # One jitted function per (program, mesh), in the program's jit cache, so models
+        # that share a program share JAX's compilation cache (with_params does not retrace).
+        fn = program.function(self, lambda prog: jax.jit(
+            functools.partial(self._run, prog), static_argnames=("trace", "tile", "reduce")))
+        return fn(params, x, state, trace=trace, tile=remat, reduce=reduce)
 
-    def _run(self, program: Program, remat: int | None, reduce: str | None, params: Any,
-             x: Any, state: Any, trace: tuple[str, ...]
-             ) -> tuple[dict[str, Any], StateDict, dict, Any]:
+    def _run(self, program: Program, params: Any, x: Any, state: Any, trace: tuple[str, ...],
+             tile: int | None, reduce: str | None
+             ) -> tuple[dict[str, Any], StateDict, Traces, Any]:
         """The traced body of :meth:`call` (inside ``jax.jit``)."""
         inputs, _, batch = program.check_inputs(x)
         self.check_batch(batch)
@@ -228,14 +228,8 @@ class DataParallel:
         check = program.options.check_finite
 
         def local(p: Any, xs: Any, s: Any) -> tuple[Any, ...]:
-            if remat is not None:
-                more = {} if reduce is None else {"reduce": reduce}
-                return chunked_call(program, p, xs, s, trace, remat, **more)
-            outputs, new_state, traces, report = program(p, xs, s, trace)
-            if reduce is not None:
-                from spikejit.lowering.remat import reduce_time
-
-                outputs = {k: reduce_time(v, reduce) for k, v in outputs.items()}
+            outputs, new_state, traces, report = program(p, xs, s, trace, tile=tile,
+                                                         reduce=reduce)
             if report is None:
                 return outputs, new_state, traces
             return outputs, new_state, traces, _first_over_devices(report, self.axes)
@@ -282,14 +276,6 @@ def _first_over_devices(report: jax.Array, axes: tuple[str, ...]) -> jax.Array:
     first_index = lax.pmin(jnp.where(step == first_step, index, big), axes)
     found = jnp.stack([first_index, first_step]).astype(jnp.int32)
     return jnp.where(first_step < big, found, jnp.array([-1, -1], jnp.int32))
-
-
-def _function(program: Program, dp: DataParallel, remat: int | None, reduce: str | None
-              ) -> Callable[..., Any]:
-    """The jitted sharded call for (program, mesh and axes, remat, reduce), cached so models
-    that share a program share JAX's compilation cache (``with_params`` does not retrace)."""
-    return _FUNCTIONS.get((program, dp, remat, reduce), lambda: jax.jit(
-        functools.partial(dp._run, program, remat, reduce), static_argnames="trace"))
 
 
 __all__ = ["TIME_MAJOR_STATE", "DataParallel"]

@@ -1,11 +1,12 @@
-"""Time blocking: run a convolutional program over blocks of ``K`` time steps.
+"""Time blocking: the policy that picks the tile size ``K`` of a convolutional program.
 
 A layerwise segment computes each node over the whole time axis before the next node
 starts. That is what makes matmul layers fast (one matmul over ``T*B`` rows reads the
 weights once), but a convolution's activations are large per step and small in weights:
 ``[T*B, C, H, W]`` outputs of tens of megabytes leave the cache between one layer and the
 next. Cutting the time axis into blocks of ``K`` steps and running the *whole* program
-block after block (one ``lax.scan`` over blocks, carrying the program's state, so the
+block after block (the one time-tiling path, :func:`spikejit.lowering.tiling.scan_tiles`,
+without checkpointing: a ``lax.scan`` over blocks carrying the program's state, so the
 result is exactly that of one call) keeps a block's activations in cache from one layer
 to the next. Measured on the benchmark CNN at B = 32 (``docs/performance.md``,
 "Convolutions"): with two steps per block the forward pass is 1.5-1.7x and the training

@@ -9,6 +9,10 @@ preset stands for its passes, so ``"O1,fold-affine"`` works; :func:`full_pipelin
 a complete pipeline for a level.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
+from spikejit.errors import OptionError, PassError
 from spikejit.passes.base import (
     ALL_PASSES,
     PRESETS,
@@ -51,7 +55,7 @@ DEFAULT_LEVEL = "O2"
 
 
 def full_pipeline(level: str = DEFAULT_LEVEL, *, mode: str = "auto", order: str = "dfs",
-                  **kwargs: object) -> Pipeline:
+                  **kwargs: Any) -> Pipeline:
     """``shape-inference``, the preset's passes, then ``schedule{mode=..., order=...}``.
 
     Args:
@@ -60,14 +64,48 @@ def full_pipeline(level: str = DEFAULT_LEVEL, *, mode: str = "auto", order: str 
         order: The scheduler's ``order`` (``dfs``, ``jacobi``).
         **kwargs: Passed to :class:`Pipeline` (``verify_each``, ``dump``).
     """
-    from spikejit.errors import PassError
-
     if level not in PRESETS:
         raise PassError(f"unknown optimisation level {level!r}; known: "
                         f"{', '.join(sorted(PRESETS))}")
-    middle = f"{PRESETS[level]}," if PRESETS[level] else ""
-    text = f"shape-inference,{middle}schedule{{mode={mode},order={order}}}"
-    return Pipeline.parse(text, **kwargs)  # type: ignore[arg-type]
+    return build_pipeline(PRESETS[level], mode=mode, order=order, **kwargs)
+
+
+def build_pipeline(passes: str | Sequence[str] | Pipeline, *, mode: str = "auto",
+                   order: str = "dfs", parallel: str = "auto", **kwargs: Any) -> Pipeline:
+    """The one pipeline builder (``spikejit.compile``, the CLI, :func:`full_pipeline`):
+    ``shape-inference``, ``passes``, then ``schedule{mode=..., order=...[, parallel=...]}``.
+
+    Args:
+        passes: A pipeline string (presets allowed), a list of pass names or a ``Pipeline``.
+        mode: The scheduler's ``mode``.
+        order: The scheduler's ``order``.
+        parallel: The scheduler's ``parallel`` (``auto``, the default, is left implicit, so
+            printed pipelines stay as they were).
+        **kwargs: Passed to :class:`Pipeline` (``verify_each``, ``dump``).
+
+    Raises:
+        OptionError: ``passes`` of another type, or naming ``schedule`` (it always runs
+            last).
+        PassError: an unknown pass name.
+    """
+    if isinstance(passes, Pipeline):
+        user = passes.steps
+    elif isinstance(passes, str):
+        user = Pipeline.parse(passes).steps
+    elif isinstance(passes, Sequence) and all(isinstance(p, str) for p in passes):
+        user = Pipeline.parse(",".join(passes)).steps
+    else:
+        raise OptionError(f"compile: passes must be a pipeline string, a list of pass names or"
+                          f" a Pipeline, got {passes!r}")
+    if any(step.pass_.name == "schedule" for step in user):
+        raise OptionError("compile: leave 'schedule' out of passes; it always runs last with "
+                          "the schedule= and order= options")
+    options: tuple[tuple[str, str], ...] = (("mode", mode), ("order", order))
+    if parallel != "auto":
+        options += (("parallel", parallel),)
+    steps = (PassStep(ALL_PASSES["shape-inference"]), *user,
+             PassStep(ALL_PASSES["schedule"], options))
+    return Pipeline(steps, **kwargs)
 
 
 __all__ = [
@@ -78,6 +116,7 @@ __all__ = [
     "PassStep",
     "PassTiming",
     "Pipeline",
+    "build_pipeline",
     "conditions",
     "describe",
     "full_pipeline",

@@ -145,7 +145,7 @@ def test_inspect_text_json_dot_and_after_all(model: Path) -> None:
 
 def test_compile_then_run_saved_model(model: Path, tmp_path: Path) -> None:
     saved = tmp_path / "m.sjit.npz"
-    code, out, err = invoke("compile", str(model), "--dt", "1e-3", "-o", str(saved))
+    code, _, err = invoke("compile", str(model), "--dt", "1e-3", "-o", str(saved))
     assert code == 0, err
     y1, y2 = tmp_path / "a.npz", tmp_path / "b.npz"
     assert invoke("run", str(saved), "--steps", "20", "--output", str(y1))[0] == 0
@@ -166,7 +166,7 @@ def test_run_ir_text_model(model: Path, tmp_path: Path) -> None:
     code, text, _ = invoke("inspect", str(model), "--dt", "1e-3")
     path = tmp_path / "m.snir"
     path.write_text(text)
-    code, out, err = invoke("run", str(path), "--steps", "10")
+    code, _, err = invoke("run", str(path), "--steps", "10")
     assert code == 0, err
 
 

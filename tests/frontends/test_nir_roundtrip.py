@@ -15,7 +15,7 @@ from strategies import graphs, random_params
 
 import spikejit
 from spikejit.errors import FrontendError, ModelFileError
-from spikejit.frontends.nir_schema import META_KEY
+from spikejit.frontends.nir.schema import META_KEY
 from spikejit.ir import SEMANTICS, Graph, GraphAttrs, Node, ParamRef, TensorType, Use, infer_types
 from spikejit.ir import ops as O
 

@@ -14,7 +14,7 @@ from helpers_torch import randn, run_torch  # noqa: E402
 
 import spikejit  # noqa: E402
 from spikejit.errors import FrontendError  # noqa: E402
-from spikejit.frontends.torch_modules import ModuleCall, TorchValue  # noqa: E402
+from spikejit.frontends.torch.modules import ModuleCall, TorchValue  # noqa: E402
 from spikejit.ir.ops import Threshold  # noqa: E402
 
 nn = torch.nn
@@ -235,8 +235,8 @@ def test_registry_refuses_duplicates_without_replace() -> None:
 
 
 def test_import_spikejit_does_not_import_torch() -> None:
-    code = ("import sys, spikejit, spikejit.ir, spikejit.frontends.torch_modules, "
-            "spikejit.frontends.torch_import; "
+    code = ("import sys, spikejit, spikejit.ir, spikejit.frontends.torch.modules, "
+            "spikejit.frontends.torch.importer; "
             "assert 'torch' not in sys.modules, 'torch was imported'; "
             "spikejit.from_torch; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -245,12 +245,12 @@ def test_import_spikejit_does_not_import_torch() -> None:
 def test_docs_list_every_builtin_module() -> None:
     from pathlib import Path
 
-    from spikejit.frontends.torch_modules import supported_modules
+    from spikejit.frontends.torch.modules import supported_modules
 
     pytest.importorskip("snntorch")
     pytest.importorskip("norse")
-    import spikejit.frontends.torch_norse
-    import spikejit.frontends.torch_snntorch  # noqa: F401
+    import spikejit.frontends.torch.norse
+    import spikejit.frontends.torch.snntorch  # noqa: F401
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "torch.md").read_text()
     table = "\n".join(line for line in doc.splitlines() if line.startswith("| `"))

@@ -13,7 +13,7 @@ from norse.torch.functional.reset import reset_subtract  # noqa: E402
 
 import spikejit  # noqa: E402
 from spikejit.errors import FrontendError  # noqa: E402
-from spikejit.frontends.torch_norse import norse_parameters  # noqa: E402
+from spikejit.frontends.torch.norse import norse_parameters  # noqa: E402
 from spikejit.ir.ops import LI, LIF, CubaLI, CubaLIF  # noqa: E402
 
 nn = torch.nn

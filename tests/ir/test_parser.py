@@ -197,7 +197,8 @@ ERRORS = [
      "io.input, io.output, " + ", ".join(f"layer.{s}_{n}" for s in SYNAPSES for n in NEURONS)
      + ", nn.affine, "
      "nn.avgpool2d, nn.conv1d, nn.conv2d, nn.flatten, nn.linear, nn.pad, nn.scale, nn.sumpool2d, "
-     "snn.alif, snn.cuba_li, snn.cuba_lif, snn.delay, snn.i, snn.if, snn.li, snn.lif, snn.threshold\n"
+     "snn.alif, snn.cuba_li, snn.cuba_lif, snn.delay, snn.i, snn.if, snn.li, snn.lif, "
+     "snn.threshold\n"
      "    %x = snn.foo(%x)\n"
      "         ^"),
     (H + "  %x = io.input() {typ = f32[3]}\n}",

@@ -24,7 +24,7 @@ import pytest
 import spikejit
 from spikejit.compiler import clear_cache, pipeline_for
 from spikejit.errors import ShapeError, VerifyError
-from spikejit.frontends.nir_import import from_nir
+from spikejit.frontends.nir.importer import from_nir
 from spikejit.ir import Graph, GraphAttrs, Node, TensorType, Use, infer_types
 from spikejit.ir import ops as O
 from spikejit.ir.verify import verify

@@ -46,7 +46,8 @@ def test_same_step_cycle_message() -> None:
         "every cycle needs a delay (an edge read at [t-1] or a snn.delay node)\n"
         "  %x = io.input() {type = f32[3]}\n"
         "  %fc = nn.affine(%x) {weight = @fc.weight: f32[4,3], bias = @fc.bias: f32[4]}\n"
-        "  %lif = snn.lif(%fc, %rec) {tau = @lif.tau: f32[4], v_threshold = @lif.v_threshold: f32[]}\n"
+        "  %lif = snn.lif(%fc, %rec) {tau = @lif.tau: f32[4], "
+        "v_threshold = @lif.v_threshold: f32[]}\n"
         "  ^^^^ is on a cycle of same-step edges (%lif -> %rec -> %lif); every cycle needs a delay "
         "(an edge read at [t-1] or a snn.delay node)\n"
         "  %rec = nn.linear(%lif) {weight = @rec.weight: f32[4,4]}\n"
@@ -68,32 +69,35 @@ def test_missing_operand() -> None:
     bad = g.with_nodes([*g.nodes[:4], Node("y", O.Output(), (Use("nope"),))])
     with pytest.raises(VerifyError) as e:
         verify(bad)
-    assert str(e.value).splitlines()[0] == "%y (io.output): operand %nope is not a node of the graph"
+    assert str(e.value).splitlines()[0] == ("%y (io.output): operand %nope is not a node of "
+                                            "the graph")
 
 
 def test_arity() -> None:
     g = rnn()
     bad = g.with_nodes([*g.nodes[:4], Node("y", O.Output(), ())])
-    with pytest.raises(VerifyError, match=r"^%y \(io.output\): has 0 operands, expected at least 1"):
+    with pytest.raises(VerifyError,
+                       match=r"^%y \(io.output\): has 0 operands, expected at least 1"):
         verify(bad)
 
 
 def test_duplicate_ids() -> None:
     g = rnn()
-    with pytest.raises(VerifyError, match="^%fc \\(nn.affine\\): node id is used by more"):
+    with pytest.raises(VerifyError, match=r"^%fc \(nn.affine\): node id is used by more"):
         verify(g.with_nodes([*g.nodes, g.nodes[1]]))
 
 
 def test_dangling_node() -> None:
     g = rnn()
     island = Node("z", O.Scale(scale=ParamRef("z.scale", f32())), (Use("z", 1),))
-    with pytest.raises(VerifyError, match=r"^%z \(nn.scale\): is not reachable from any io.input"):
+    with pytest.raises(VerifyError,
+                       match=r"^%z \(nn.scale\): is not reachable from any io.input"):
         verify(g.with_nodes([*g.nodes, island]))
 
 
 def test_no_inputs_or_outputs() -> None:
     g = rnn()
-    with pytest.raises(VerifyError, match="^graph @main has no io.output node$"):
+    with pytest.raises(VerifyError, match=r"^graph @main has no io.output node$"):
         verify(g.with_nodes(g.nodes[:4]))
     with pytest.raises(VerifyError, match="has no nodes"):
         verify(g.with_nodes([]))
@@ -117,7 +121,8 @@ def test_param_declared_twice_differently() -> None:
     g = rnn()
     nodes = list(g.nodes)
     nodes[3] = Node("rec", O.Linear(weight=ParamRef("fc.weight", f32(4, 4))), (Use("lif"),))
-    with pytest.raises(VerifyError, match="declared f32\\[4,4\\], but %fc declares it f32\\[4,3\\]"):
+    with pytest.raises(VerifyError,
+                       match=r"declared f32\[4,4\], but %fc declares it f32\[4,3\]"):
         verify(g.with_nodes(nodes))
 
 
@@ -133,7 +138,8 @@ def test_verify_params() -> None:
     g = infer_types(rnn())
     params = {
         "fc.weight": np.zeros((4, 3), np.float32), "fc.bias": np.zeros(4, np.float32),
-        "lif.tau": np.ones(4, np.float32), "lif.v_threshold": np.float32(1.0) * np.ones((), np.float32),
+        "lif.tau": np.ones(4, np.float32),
+        "lif.v_threshold": np.float32(1.0) * np.ones((), np.float32),
         "rec.weight": np.zeros((4, 4), np.float32),
     }
     verify(g, params)

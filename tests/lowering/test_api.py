@@ -131,7 +131,7 @@ def test_bad_sources_params_inputs_and_state(tmp_path) -> None:
     params = params_for(g)
     with pytest.raises(OptionError, match="cannot compile a list"):
         spikejit.compile([g, params])
-    with pytest.raises(ModelFileError, match="missing.nir: no such file"):
+    with pytest.raises(ModelFileError, match=r"missing.nir: no such file"):
         spikejit.compile(str(tmp_path / "missing.nir"))
     with pytest.raises(OptionError, match="references parameters; pass"):
         spikejit.compile(g)

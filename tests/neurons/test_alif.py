@@ -126,5 +126,5 @@ def test_gradients_equal_the_user_defined_twin(user_alif: None, detach_reset: bo
 
 def test_nir_export_names_the_op() -> None:
     graph, params = network(**FIELDS)
-    with pytest.raises(spikejit.errors.FrontendError, match="snn.alif, which NIR cannot express"):
+    with pytest.raises(spikejit.errors.FrontendError, match=r"snn.alif, which NIR cannot express"):
         spikejit.to_nir(graph, params)

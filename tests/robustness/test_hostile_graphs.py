@@ -18,7 +18,7 @@ import pytest
 import spikejit
 from spikejit import graph_limits
 from spikejit.errors import FrontendError, SizeLimitError
-from spikejit.frontends.nir_flatten import MAX_REPEAT
+from spikejit.frontends.nir.flatten import MAX_REPEAT
 
 F32 = np.float32
 IDENTITY = nir.ir.graph.Identity

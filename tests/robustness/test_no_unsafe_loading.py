@@ -24,7 +24,7 @@ UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib
 UNSAFE_CALLS = {"eval", "exec", "compile", "__import__", "execfile"}
 #: Dynamic imports allowed, with the reason: both import module names from a constant dict
 #: in the same file (the lazy public API; the snnTorch/Norse rule modules).
-DYNAMIC_IMPORTS = {"__init__.py", "frontends/torch_import.py"}
+DYNAMIC_IMPORTS = {"__init__.py", "frontends/torch/importer.py"}
 
 
 def _name(node: ast.AST) -> str:

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from spikejit.errors import FrontendError, IRError, SpikejitError
-from spikejit.frontends.nir_flatten import FlatNode
-from spikejit.frontends.nir_schema import (
+from spikejit.frontends.draft import GraphDraft
+from spikejit.frontends.nir.flatten import FlatNode
+from spikejit.frontends.nir.schema import (
     ATTR_DEFAULTS,
     NIR_NODES,
     TIME_CONSTANTS,
@@ -45,12 +46,13 @@ NEUTRAL: dict[str, float] = {**O.PARAM_DEFAULTS, "bias": 0.0}
 
 @dataclass
 class Ctx:
-    """What a builder needs: the node, its metadata, the options, and where params go."""
+    """What a builder needs: the node, its metadata, the options, and the draft of the
+    graph (where params go)."""
 
     label: str
     node: FlatNode
     dt: float | None
-    params: dict[str, np.ndarray]
+    draft: GraphDraft
     in_type: TensorType | None = None
     meta: NodeMeta = field(default_factory=NodeMeta)
 
@@ -161,12 +163,10 @@ def param(ctx: Ctx, name: str, *, elementwise: bool = False) -> ParamRef | None:
         if small.any():
             raise ctx.error(f"time constant {name!r} has values too small for {dtype}, e.g. "
                             f"{arr[small].reshape(-1)[0]:.7g}: they would run as 0")
-    previous = ctx.params.get(pname)
-    if previous is not None and (previous.shape != out.shape or previous.dtype != out.dtype
-                                 or not np.array_equal(previous, out)):
+    ref = ctx.draft.bind_param(pname, out, dtype)
+    if ref is None:
         raise ctx.error(f"parameter name {pname!r} is used twice with different values")
-    ctx.params[pname] = out
-    return ParamRef(pname, TensorType(out.shape, dtype))
+    return ref
 
 
 def _check_coefficients(ctx: Ctx, refs: dict[str, Any]) -> None:
@@ -179,7 +179,7 @@ def _check_coefficients(ctx: Ctx, refs: dict[str, Any]) -> None:
         is_r = name == "r" and ctx.node.kind in ("I", "IF")
         if not isinstance(ref, ParamRef) or not (name in TIME_CONSTANTS or is_r):
             continue
-        value = ctx.params[ref.name]
+        value = ctx.draft.params[ref.name]
         dtype = ref.type.dtype
         with np.errstate(all="ignore"):  # overflow is what is looked for
             h = np.asarray(ctx.dt).astype(value.dtype)
@@ -357,8 +357,8 @@ BUILDERS: dict[str, Callable[[Ctx], O.Op]] = {
 
 
 def build_op(ctx: Ctx) -> O.Op:
-    """The IR op of ``ctx.node`` (parameters are added to ``ctx.params``); ``ctx.meta``
-    holds the node's spikejit metadata (:func:`~.nir_schema.load_node_meta`)."""
+    """The IR op of ``ctx.node`` (parameters are added to ``ctx.draft``); ``ctx.meta``
+    holds the node's spikejit metadata (:func:`~.schema.load_node_meta`)."""
     for name in NIR_NODES[ctx.node.kind].required:
         if ctx.raw(name) is None:
             raise ctx.error(f"required field {name!r} is missing")

@@ -16,7 +16,7 @@ when the user has imported ``norse``. Norse integrates with explicit Euler, as
 * Norse starts ``v`` at ``v_leak``, spikejit at 0: only ``v_leak = 0`` is exact.
 
 Norse keeps the parameters in the cell's ``p`` tuple, not in the state dict, so
-:func:`~spikejit.frontends.torch_import.to_torch_state_dict` writes no key for them; use
+:func:`~spikejit.frontends.torch.state_dict.to_torch_state_dict` writes no key for them; use
 :func:`norse_parameters` to rebuild ``p`` from trained params.
 """
 
@@ -35,7 +35,7 @@ from norse.torch.functional.lif import lif_feed_forward_step
 from norse.torch.functional.lif_box import lif_box_feed_forward_step
 
 from spikejit.errors import FrontendError
-from spikejit.frontends.torch_modules import (
+from spikejit.frontends.torch.modules import (
     ModuleCall,
     TupleResult,
     WriteContext,
@@ -130,7 +130,7 @@ def norse_parameters(graph: Graph, params: Mapping[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from spikejit.frontends.torch_import import _parse_loc
+    from spikejit.frontends.torch.state_dict import parse_loc
 
     def t(x: Any) -> Any:
         return torch.as_tensor(np.asarray(x, dtype=np.float32))
@@ -138,7 +138,7 @@ def norse_parameters(graph: Graph, params: Mapping[str, Any]) -> dict[str, Any]:
     dt = graph.attrs.dt
     out: dict[str, Any] = {}
     for node in graph.nodes:
-        parsed = _parse_loc(node.loc)
+        parsed = parse_loc(node.loc)
         if parsed is None or not parsed[1].startswith("norse."):
             continue
         path = parsed[0]

@@ -1,9 +1,9 @@
 """``from_nir``: a NIR graph (file or object) -> a typed, verified spikejit graph and params.
 
 Steps: read the source into plain data (never through ``nir``'s own constructors or type
-check), inline nested graphs and identities (:mod:`.nir_flatten`), turn ``Delay`` nodes into
-whole steps, break cycles with the DFS back-edge rule (:mod:`.nir_order`), build each op
-with its parameters once its input type is known (:mod:`.nir_nodes`), then run spikejit's
+check), inline nested graphs and identities (:mod:`.flatten`), turn ``Delay`` nodes into
+whole steps, break cycles with the DFS back-edge rule (:mod:`.order`), build each op
+with its parameters once its input type is known (:mod:`.nodes`), then run spikejit's
 own type inference and verifier. Every problem is a :class:`~spikejit.errors.FrontendError`
 (or :class:`~spikejit.errors.ModelFileError` for unreadable files) naming the node, and for
 shape problems both ends of the offending edge.
@@ -20,18 +20,19 @@ from typing import Any
 import numpy as np
 
 from spikejit.errors import FrontendError, IRError, OptionError, ParamError
-from spikejit.frontends.nir_flatten import FlatGraph, flatten
-from spikejit.frontends.nir_nodes import Ctx, build_op, check_declared, delay_steps
-from spikejit.frontends.nir_order import Edge, dfs_rule, print_order
-from spikejit.frontends.nir_reader import RawGraph, read_nir_file, read_nir_object
-from spikejit.frontends.nir_schema import NIR_NODES, load_graph_meta, load_node_meta, nir_kinds
+from spikejit.frontends.draft import GraphDraft, fan_in_type, first_mismatch
+from spikejit.frontends.nir.flatten import FlatGraph, flatten
+from spikejit.frontends.nir.nodes import Ctx, build_op, check_declared, delay_steps
+from spikejit.frontends.nir.objects import read_nir_object
+from spikejit.frontends.nir.order import Edge, dfs_rule, print_order
+from spikejit.frontends.nir.reader import RawGraph, read_nir_file
+from spikejit.frontends.nir.schema import NIR_NODES, load_graph_meta, load_node_meta, nir_kinds
 from spikejit.ir.graph import (
     CUBA_CURRENT_OPTIONS,
     METHOD_OPTIONS,
     RESET_OPTIONS,
     Graph,
     GraphAttrs,
-    Node,
     Use,
 )
 from spikejit.ir.interpreter import FLOAT32_RANGE
@@ -87,8 +88,8 @@ def from_nir(
     _override_inputs(flat, input_shape, label)
     _check_structure(flat, label)
     _require_dt(flat, attrs.dt, raw, label)
-    params: dict[str, np.ndarray] = {}
-    ctxs = {nid: Ctx(label, n, attrs.dt, params, meta=load_node_meta(n.metadata))
+    draft = GraphDraft()
+    ctxs = {nid: Ctx(label, n, attrs.dt, draft, meta=load_node_meta(n.metadata))
             for nid, n in flat.nodes.items()}
     steps = {nid: delay_steps(c) for nid, c in ctxs.items() if c.node.kind == "Delay"}
     edges = _fold_edge_delays(flat, steps, ctxs)
@@ -112,16 +113,16 @@ def from_nir(
     for i, e in enumerate(edges):
         delay = e.delay if e.delay is not None else (1 if i in result.back else 0)
         uses[e.dst].append(Use(e.src, delay))
-    nodes = _build_nodes(result.preorder, ctxs, uses, label)
-    same_step = [(u.node, n.id) for n in nodes.values() for u in n.inputs
-                 if u.delay == 0 and n.op.depends_same_step()]
+    _build_nodes(draft, result.preorder, ctxs, uses, label)
+    same_step = [(u.node, nid) for nid, op in draft.ops.items() for u in draft.inputs[nid]
+                 if u.delay == 0 and op.depends_same_step()]
     if meta is not None and sorted(meta.order) == sorted(ids):
         order = list(meta.order)  # a file spikejit wrote: keep its print order
     else:
         order = print_order(ids, same_step, result.rank)
     name = meta.name if meta is not None else "main"
-    graph = Graph(tuple(nodes[n] for n in order), name=name, attrs=attrs)
-    return _checked(graph, params, label), params
+    graph = draft.graph(name, attrs, order=order)
+    return _checked(graph, draft.params, label), draft.params
 
 
 def _attrs(dt: Any, reset: str, cuba_current: str, method: str) -> GraphAttrs:
@@ -241,39 +242,35 @@ def _fold_edge_delays(flat: FlatGraph, steps: dict[str, np.ndarray],
     return edges
 
 
-def _build_nodes(order: Sequence[str], ctxs: dict[str, Ctx], uses: dict[str, list[Use]],
-                 label: str) -> dict[str, Node]:
-    types: dict[str, TensorType] = {}
-    nodes: dict[str, Node] = {}
+def _build_nodes(draft: GraphDraft, order: Sequence[str], ctxs: dict[str, Ctx],
+                 uses: dict[str, list[Use]], label: str) -> None:
+    """Add the nodes to ``draft`` in DFS order, each typed from its operands typed so far."""
     for nid in order:
         ctx = ctxs[nid]
-        ctx.in_type = _operand_type(nid, uses[nid], types, ctx)
+        ctx.in_type = _operand_type(draft, nid, uses[nid], ctx)
         op = build_op(ctx)
         problem = check_declared(ctx, ctx.in_type)
+        out: TensorType | None = None
         if problem is None:
             try:
-                types[nid] = op.infer_type(ctx.in_type)
+                out = op.infer_type(ctx.in_type)
             except OpError as e:
                 problem = e.reason
         if problem is not None:
-            raise FrontendError(f"{label}: {_edges_text(nid, uses[nid], types)}: node {nid!r} "
-                                f"({ctx.node.kind} -> {op.mnemonic}): {problem}")
-        nodes[nid] = Node(nid, op, tuple(uses[nid]), types[nid], loc=f"nir:{nid}")
-    return nodes
+            raise FrontendError(f"{label}: {_edges_text(nid, uses[nid], draft.types)}: node "
+                                f"{nid!r} ({ctx.node.kind} -> {op.mnemonic}): {problem}")
+        draft.add(nid, op, uses[nid], loc=f"nir:{nid}", type=out)
 
 
-def _operand_type(nid: str, uses: list[Use], types: dict[str, TensorType],
-                  ctx: Ctx) -> TensorType | None:
-    known = [(u, types[u.node]) for u in uses if u.node in types]
-    if not known:
-        return None
-    first_use, first = known[0]
-    for u, t in known[1:]:
-        if t.shape != first.shape:
-            raise ctx.error(f"its inputs are summed but have different shapes: edge "
-                            f"{first_use.node!r} -> {nid!r} carries {first}, edge {u.node!r} -> "
-                            f"{nid!r} carries {t}")
-    return first if len(uses) == 1 else first.with_spike(False)
+def _operand_type(draft: GraphDraft, nid: str, uses: list[Use], ctx: Ctx) -> TensorType | None:
+    known = draft.known_operands(uses)
+    mismatch = first_mismatch(known)
+    if mismatch is not None:
+        (first_use, first), (u, t) = mismatch
+        raise ctx.error(f"its inputs are summed but have different shapes: edge "
+                        f"{first_use.node!r} -> {nid!r} carries {first}, edge {u.node!r} -> "
+                        f"{nid!r} carries {t}")
+    return fan_in_type(known, len(uses))
 
 
 def _edges_text(nid: str, uses: Sequence[Use], types: dict[str, TensorType]) -> str:

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from spikejit.errors import FrontendError
-from spikejit.frontends.nir_reader import RawGraph, RawNode
-from spikejit.frontends.nir_schema import IDENTITY_KINDS, unescape_name
+from spikejit.frontends.nir.reader import RawGraph, RawNode
+from spikejit.frontends.nir.schema import IDENTITY_KINDS, unescape_name
 from spikejit.graph_limits import check_count
 
 #: Up to this many paths from one source to one node through identities are written as

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import snntorch
 
-from spikejit.frontends.torch_modules import (
+from spikejit.frontends.torch.modules import (
     ModuleCall,
     TorchValue,
     TupleResult,

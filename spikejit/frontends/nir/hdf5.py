@@ -6,7 +6,7 @@ another file or another path (external and soft links); one object can be linked
 names; a compressed chunk can inflate to far more than its declared size; a
 variable-length string can claim any length. libhdf5 follows all of these when asked to
 read (it opens the other file, a FIFO included, and waits; it allocates what a string or a
-chunk claims). :mod:`spikejit.frontends.nir_reader` calls the checks here before each
+chunk claims). :mod:`spikejit.frontends.nir.reader` calls the checks here before each
 object is opened or read; they raise :class:`~spikejit.errors.ModelFileError`, whose
 message starts with ``what`` (the file and the HDF5 path).
 

@@ -3,7 +3,7 @@
 NIR nodes get the layer-shaped parameters other tools expect (a scalar ``tau`` is written
 broadcast to the layer; an omitted ``r`` is written as ones), so the file passes ``nir``'s
 own type check where ``nir`` computes shapes correctly. What NIR cannot say is kept in a
-JSON metadata entry (``"spikejit"``, see :mod:`.nir_schema`) that :func:`from_nir` reads:
+JSON metadata entry (``"spikejit"``, see :mod:`.schema`) that :func:`from_nir` reads:
 original parameter shapes and names, omitted parameters, per-node reset overrides, the
 print order and the graph name. Other tools ignore it and still read the right network,
 except for per-node ``reset`` overrides, which NIR has no field for.
@@ -27,9 +27,9 @@ import numpy as np
 
 from spikejit.atomic import atomic_path
 from spikejit.errors import FrontendError, ModelFileError
-from spikejit.frontends.nir_nodes import NEUTRAL
-from spikejit.frontends.nir_order import Edge, dfs_rule
-from spikejit.frontends.nir_schema import (
+from spikejit.frontends.nir.nodes import NEUTRAL
+from spikejit.frontends.nir.order import Edge, dfs_rule
+from spikejit.frontends.nir.schema import (
     META_KEY,
     NIR_NODES,
     GraphMeta,
