@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from spikejit.array_files import read_array_file
 from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError, SpikejitError
 from spikejit.frontends.load import HDF5_MAGIC as HDF5_MAGIC  # re-exported (file sniffing)
 from spikejit.frontends.load import model_kind as model_kind
 from spikejit.ir.graph import Graph, GraphAttrs
-from spikejit.limits import read_array_file
 
 
 def read_model(
@@ -120,7 +120,7 @@ def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Arrays from a ``.npy`` (key ``""``) or ``.npz`` file, never unpickling anything; the
     format is decided by the first bytes, as ``np.load`` decides it, and every size the
     file declares is checked against the limit and against the file before reading
-    (:func:`spikejit.limits.read_array_file`)."""
+    (:func:`spikejit.array_files.read_array_file`)."""
     p = Path(path)
     if not p.exists():
         raise ModelFileError(f"{p}: no such file")

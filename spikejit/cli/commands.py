@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from spikejit.atomic import check_writable_destination, write_bytes_atomic
 from spikejit.errors import OptionError, ParamError, SpikejitError
 from spikejit.ir.graph import Graph
-from spikejit.ir.interpreter import FLOAT32_RANGE, check_input_values
+from spikejit.ir.values import FLOAT32_RANGE, check_input_values
 from spikejit.limits import check_bytes, nbytes
 from spikejit.model_io import about_file, read_arrays, read_model, write_npz_atomic
 

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from spikejit.array_files import NPY_MAGIC, ZIP_PREFIXES
 from spikejit.errors import ModelFileError, OptionError, SpikejitError
 from spikejit.ir.graph import Graph
-from spikejit.limits import NPY_MAGIC, ZIP_PREFIXES
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

@@ -12,6 +12,10 @@ unique, and every operand or schedule entry names a node of the graph (forward r
 are fine: recurrent graphs read later nodes with a delay). Types, arity, cycles and
 parameters are the verifier's business, so a syntactically sound but invalid graph still
 parses and :func:`spikejit.ir.verify.verify` then names the node at fault.
+
+Why one module of ~570 lines: it is one grammar, one production per method of one
+scanner class, read top to bottom next to ``docs/ir.md``; split across files, the
+productions that call each other would be harder to follow, not easier.
 """
 
 from __future__ import annotations

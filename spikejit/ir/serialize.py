@@ -34,20 +34,20 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from spikejit.array_files import (
+    ARCHIVE_ERRORS,
+    NPY_MAGIC,
+    NpzArchive,
+    array_file_kind,
+    read_npy_header,
+)
 from spikejit.atomic import atomic_open
 from spikejit.errors import ModelFileError, ParamError, ParseError, SpikejitError
 from spikejit.ir.graph import SEMANTICS, Graph
 from spikejit.ir.parser import parse
 from spikejit.ir.printer import print_graph
 from spikejit.ir.verify import check_array, param_owners, verify, verify_params
-from spikejit.limits import (
-    ARCHIVE_ERRORS,
-    NPY_MAGIC,
-    NpzArchive,
-    array_file_kind,
-    check_text_bytes,
-    read_npy_header,
-)
+from spikejit.limits import check_text_bytes
 
 FORMAT = "spikejit-model"
 FORMAT_VERSION = 2
@@ -125,7 +125,7 @@ def load(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, np.ndarray]]:
             version, corrupt, or its IR text does not parse.
         SizeLimitError: Its arrays declare more bytes than the limit, or its IR text is
             too long to parse within it (checked before any member is read; see
-            :class:`~spikejit.limits.NpzArchive`).
+            :class:`~spikejit.array_files.NpzArchive`).
         VerifyError: The stored graph is malformed.
         ParamError: A stored array is missing, extra or of the wrong shape or dtype.
     """
@@ -192,7 +192,7 @@ _LABEL_ERRORS: tuple[type[BaseException], ...] = (
 
 def _read_members(f: BinaryIO, where: str) -> dict[str, np.ndarray]:
     """Every member of the archive ``f``, checked before any is read: the archive's
-    declared sizes (:class:`~spikejit.limits.NpzArchive`), then its text members' sizes
+    declared sizes (:class:`~spikejit.array_files.NpzArchive`), then its text members' sizes
     counted as text to parse."""
     head = f.read(len(NPY_MAGIC))
     f.seek(0)

@@ -22,9 +22,9 @@ from jax.dtypes import canonicalize_dtype as canonical_dtype
 
 from spikejit.errors import OptionError, ParamError
 from spikejit.ir.graph import Graph, Node
-from spikejit.ir.interpreter import check_input_values
 from spikejit.ir.ops import Delay
 from spikejit.ir.types import ITEMSIZE
+from spikejit.ir.values import check_input_values
 from spikejit.ir.verify import param_owners
 from spikejit.limits import check_bytes, max_bytes, nbytes
 

@@ -28,8 +28,8 @@ from jax.dtypes import canonicalize_dtype as canonical_dtype
 from spikejit.errors import LoweringError, OptionError
 from spikejit.ir.analysis import param_nbytes
 from spikejit.ir.graph import Graph
-from spikejit.ir.interpreter import FLOAT32_RANGE, not_representable
 from spikejit.ir.ops import Delay
+from spikejit.ir.values import FLOAT32_RANGE, not_representable
 from spikejit.limits import check_bytes, max_bytes
 from spikejit.lowering.abi import JNP_DTYPES, ProgramABI, StateDict, Traces, node_dtype
 from spikejit.lowering.derived import eval_derived

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import spikejit
 from spikejit.errors import FrontendError, OptionError, SizeLimitError, SpikejitError
-from spikejit.ir.interpreter import FLOAT32_RANGE
+from spikejit.ir.values import FLOAT32_RANGE
 
 F32 = np.float32
 DT = 1e-3

@@ -26,10 +26,11 @@ from helpers_robustness import max_bytes
 from typer.testing import CliRunner
 
 import spikejit
+from spikejit.array_files import MAX_ZIP_DIRECTORY, check_array_file
 from spikejit.cli import app
 from spikejit.errors import ModelFileError, ParseError, SizeLimitError
 from spikejit.ir.parser import parse, parse_file
-from spikejit.limits import MAX_ZIP_DIRECTORY, check_array_file, set_max_bytes
+from spikejit.limits import set_max_bytes
 from spikejit.model_io import read_arrays, read_model
 
 MODEL = Path(spikejit.__file__).parent / "examples" / "cuba_rsnn.nir"

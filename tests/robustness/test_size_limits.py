@@ -10,16 +10,10 @@ import pytest
 from helpers_robustness import max_bytes, save_model
 from typer.testing import CliRunner
 
+from spikejit.array_files import check_array_file
 from spikejit.cli import app
 from spikejit.errors import ModelFileError, OptionError, SizeLimitError
-from spikejit.limits import (
-    DEFAULT_MAX_BYTES,
-    check_array_file,
-    check_bytes,
-    format_bytes,
-    parse_size,
-    set_max_bytes,
-)
+from spikejit.limits import DEFAULT_MAX_BYTES, check_bytes, format_bytes, parse_size, set_max_bytes
 from spikejit.limits import (
     max_bytes as current_limit,
 )

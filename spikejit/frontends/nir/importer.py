@@ -35,10 +35,10 @@ from spikejit.ir.graph import (
     GraphAttrs,
     Use,
 )
-from spikejit.ir.interpreter import FLOAT32_RANGE
 from spikejit.ir.ops import OpError
 from spikejit.ir.shapes import infer_types
 from spikejit.ir.types import TensorType
+from spikejit.ir.values import FLOAT32_RANGE
 from spikejit.ir.verify import verify
 
 #: NIR kinds whose dynamics need the time step (their ops state ``uses_dt``).

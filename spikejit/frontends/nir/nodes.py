@@ -29,8 +29,8 @@ from spikejit.frontends.nir.schema import (
     nir_kinds,
 )
 from spikejit.ir import ops as O
-from spikejit.ir.interpreter import not_representable
 from spikejit.ir.types import NUMPY_DTYPE_NAMES, ParamRef, TensorType, broadcastable
+from spikejit.ir.values import not_representable
 
 #: Relative tolerance for a NIR delay to count as a whole number of steps.
 DELAY_RTOL = 1e-6
