@@ -219,6 +219,15 @@ def verify_params(graph: Graph, params: Mapping[str, Any]) -> None:
     if not isinstance(params, Mapping):
         raise ParamError("params must be a mapping from names to arrays, got "
                          f"{type(params).__name__}")
+    refs = check_param_names(graph, params)
+    for name, ref in refs.items():
+        if not _is_array_of(params[name], ref):  # the owners only for the message
+            check_array(name, params[name], ref, owner=param_owners(graph)[name])
+
+
+def check_param_names(graph: Graph, params: Mapping[str, Any]) -> dict[str, ParamRef]:
+    """The graph's user parameters by name; :class:`ParamError` unless ``params`` names
+    exactly them (missing ones with the nodes that read them, derived ones called so)."""
     refs = graph.user_param_refs()
     missing = sorted(set(refs) - set(params))
     if missing:
@@ -234,9 +243,7 @@ def verify_params(graph: Graph, params: Mapping[str, Any]) -> None:
                              f"(computed from the others); do not pass them")
         raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
                          f"no node of graph @{graph.name} references them")
-    for name, ref in refs.items():
-        if not _is_array_of(params[name], ref):  # the owners only for the message
-            check_array(name, params[name], ref, owner=param_owners(graph)[name])
+    return refs
 
 
 def _is_array_of(value: Any, ref: ParamRef) -> bool:

@@ -25,7 +25,7 @@ from spikejit.ir.graph import Graph, Node
 from spikejit.ir.ops import Delay
 from spikejit.ir.types import ITEMSIZE
 from spikejit.ir.values import check_input_values
-from spikejit.ir.verify import param_owners
+from spikejit.ir.verify import check_param_names
 from spikejit.limits import check_bytes, max_bytes, nbytes
 
 Array = jax.Array
@@ -207,16 +207,7 @@ class ProgramABI:
         missing or extra or a shape is wrong."""
         if not isinstance(params, Mapping):
             raise ParamError(f"params must be a dict name -> array, got {type(params).__name__}")
-        refs = self.graph.user_param_refs()  # derived ones are computed, not passed
-        missing = sorted(set(refs) - set(params))
-        if missing:
-            owners = param_owners(self.graph)
-            raise ParamError(f"missing parameter(s) {', '.join('@' + m for m in missing)} (used"
-                             f" by {', '.join(owners[m] for m in missing)})")
-        extra = sorted(set(params) - set(refs))
-        if extra:
-            raise ParamError(f"unexpected parameter(s) {', '.join('@' + e for e in extra)}: "
-                             f"no node of graph @{self.graph.name} references them")
+        refs = check_param_names(self.graph, params)  # derived ones are computed
         out = {}
         for name, ref in refs.items():
             value = params[name]
